@@ -1,0 +1,257 @@
+//! Build timestamps: RFC 3339 parsing and the exact text chrono's `to_rfc3339()` gives in UTC.
+//!
+//! The EIF metadata records a `BuildTime`. nitro-cli writes `Utc::now().to_rfc3339()`; we write
+//! a time the caller fixes (SOURCE_DATE_EPOCH, or `--build-time`) in the same format, e.g.
+//! `1970-01-01T00:00:00+00:00`, so images are reproducible and look like nitro-cli's.
+
+use crate::error::{Error, Result};
+
+const SECS_PER_DAY: i64 = 86_400;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// Formats a UTC instant as chrono's `DateTime<Utc>::to_rfc3339()` does: seconds, then 3, 6 or 9
+/// fraction digits only when there is a fraction, then `+00:00`.
+fn format(secs: i64, nanos: u32) -> Result<String> {
+    let days = secs.div_euclid(SECS_PER_DAY);
+    let tod = secs.rem_euclid(SECS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return Err(Error::unsupported(
+            "build time",
+            format!("year {year} is outside 0000..=9999"),
+        ));
+    }
+    let fraction = if nanos == 0 {
+        String::new()
+    } else if nanos.is_multiple_of(1_000_000) {
+        format!(".{:03}", nanos / 1_000_000)
+    } else if nanos.is_multiple_of(1_000) {
+        format!(".{:06}", nanos / 1_000)
+    } else {
+        format!(".{nanos:09}")
+    };
+    Ok(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}+00:00",
+        tod / 3600,
+        tod % 3600 / 60,
+        tod % 60
+    ))
+}
+
+/// The `to_rfc3339()` text of `secs` seconds after the Unix epoch, e.g. 0 →
+/// `1970-01-01T00:00:00+00:00`.
+pub fn rfc3339_from_unix(secs: u64) -> Result<String> {
+    let secs = i64::try_from(secs)
+        .map_err(|_| Error::unsupported("build time", format!("{secs} seconds is too far")))?;
+    format(secs, 0)
+}
+
+/// Parses an RFC 3339 timestamp (`2024-05-01T12:00:00Z`, `…+02:00`, optional fraction up to
+/// nanoseconds) and returns it converted to UTC in `to_rfc3339()` form.
+pub fn normalize_rfc3339(text: &str) -> Result<String> {
+    let (secs, nanos) = parse(text, "build time")?;
+    format(secs, nanos)
+}
+
+/// Parses an RFC 3339 timestamp as [`normalize_rfc3339`] does and returns it as seconds since
+/// the Unix epoch (negative before 1970) and nanoseconds; `what` names it in errors.
+pub fn parse_rfc3339(text: &str, what: &str) -> Result<(i64, u32)> {
+    parse(text, what)
+}
+
+fn parse(text: &str, what: &str) -> Result<(i64, u32)> {
+    let bad = |detail: &str| {
+        Error::invalid(
+            format!("{what} {text:?}"),
+            format!("{detail} (expected RFC 3339, e.g. 2024-05-01T12:00:00Z)"),
+        )
+    };
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>, name: &str| -> Result<i64> {
+        let digits = b
+            .get(range)
+            .ok_or_else(|| bad(&format!("{name} is missing")))?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad(&format!("{name} is not a number")));
+        }
+        Ok(digits
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+    };
+    let sep = |at: usize, allowed: &[u8], name: &str| -> Result<()> {
+        match b.get(at) {
+            Some(c) if allowed.contains(c) => Ok(()),
+            _ => Err(bad(&format!("expected {name} at position {}", at + 1))),
+        }
+    };
+    let year = num(0..4, "year")?;
+    sep(4, b"-", "'-'")?;
+    let month = num(5..7, "month")?;
+    sep(7, b"-", "'-'")?;
+    let day = num(8..10, "day")?;
+    sep(10, b"Tt ", "'T'")?;
+    let hour = num(11..13, "hour")?;
+    sep(13, b":", "':'")?;
+    let minute = num(14..16, "minute")?;
+    sep(16, b":", "':'")?;
+    let second = num(17..19, "second")?;
+    if !(1..=12).contains(&month) {
+        return Err(bad("month out of range"));
+    }
+    if day < 1 || day > days_in_month(year, month) {
+        return Err(bad("day out of range"));
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(bad("time of day out of range"));
+    }
+    let mut pos = 19;
+    let mut nanos: u32 = 0;
+    if b.get(pos) == Some(&b'.') {
+        pos += 1;
+        let start = pos;
+        while b.get(pos).is_some_and(u8::is_ascii_digit) {
+            pos += 1;
+        }
+        let digits = b.get(start..pos).unwrap_or(&[]);
+        if digits.is_empty() || digits.len() > 9 {
+            return Err(bad("the fraction of a second must have 1 to 9 digits"));
+        }
+        let mut value: u32 = 0;
+        for i in 0..9 {
+            let d = digits.get(i).map_or(0, |d| u32::from(d - b'0'));
+            value = value * 10 + d;
+        }
+        nanos = value;
+    }
+    let offset_secs = match b.get(pos) {
+        Some(b'Z' | b'z') if b.len() == pos + 1 => 0,
+        Some(&sign @ (b'+' | b'-')) if b.len() == pos + 6 => {
+            let oh = num(pos + 1..pos + 3, "offset hours")?;
+            sep(pos + 3, b":", "':'")?;
+            let om = num(pos + 4..pos + 6, "offset minutes")?;
+            if oh > 23 || om > 59 {
+                return Err(bad("offset out of range"));
+            }
+            let off = oh * 3600 + om * 60;
+            if sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return Err(bad("expected 'Z' or an offset like +00:00 at the end")),
+    };
+    let local =
+        days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
+    Ok((local - offset_secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_and_known_instants() {
+        assert_eq!(rfc3339_from_unix(0).unwrap(), "1970-01-01T00:00:00+00:00");
+        assert_eq!(
+            rfc3339_from_unix(1_700_000_000).unwrap(),
+            "2023-11-14T22:13:20+00:00"
+        );
+        assert_eq!(
+            rfc3339_from_unix(951_782_400).unwrap(),
+            "2000-02-29T00:00:00+00:00"
+        );
+        assert!(rfc3339_from_unix(u64::MAX).is_err());
+        assert!(rfc3339_from_unix(253_402_300_800).is_err()); // year 10000
+    }
+
+    #[test]
+    fn normalizes_like_chrono() {
+        let cases = [
+            ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00+00:00"),
+            ("2023-11-14T22:13:20+00:00", "2023-11-14T22:13:20+00:00"),
+            ("2024-05-01T12:00:00+02:00", "2024-05-01T10:00:00+00:00"),
+            ("2024-05-01t01:30:00-01:45", "2024-05-01T03:15:00+00:00"),
+            ("2024-12-31T23:59:59-00:01", "2025-01-01T00:00:59+00:00"),
+            ("2024-05-01T12:00:00.5Z", "2024-05-01T12:00:00.500+00:00"),
+            (
+                "2024-05-01T12:00:00.000001Z",
+                "2024-05-01T12:00:00.000001+00:00",
+            ),
+            (
+                "2024-05-01T12:00:00.123456789Z",
+                "2024-05-01T12:00:00.123456789+00:00",
+            ),
+            ("2024-05-01T12:00:00.000Z", "2024-05-01T12:00:00+00:00"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_rfc3339(input).unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for bad in [
+            "",
+            "2024-05-01",
+            "2024-05-01T12:00:00",
+            "2024-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T23:59:60Z",
+            "2024-05-01T12:00:00.Z",
+            "2024-05-01T12:00:00.1234567890Z",
+            "2024-05-01T12:00:00+2:00",
+            "2024-05-01T12:00:00Zjunk",
+            "２０２４-05-01T12:00:00Z",
+        ] {
+            assert!(normalize_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        for days in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `eif-builder attest` against a tiny in-test HTTPS server that answers `GET /attestation`
+//! the way the enclave's server does under QEMU's emulator: an unsigned document (COSE
+//! algorithm -1, zero signature, zeroed certificate) carrying the client's nonce, public_key =
+//! the SubjectPublicKeyInfo of the server's TLS certificate and user_data = SHA-256 of its DER.
+//! The flow succeeds only with --insecure-emulator and the right measurements, and a document
+//! with another nonce or bound to another certificate is refused.
+
+#![allow(
+    clippy::tests_outside_test_module,
+    reason = "an integration test file is its own test crate; its tests need no module"
+)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use ciborium::value::Value;
+use eif_builder::sign::pem;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+const PCR0: [u8; 48] = [0xa0; 48];
+const PCR1: [u8; 48] = [0xa1; 48];
+const PCR2: [u8; 48] = [0xa2; 48];
+
+fn pem_der(file: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file);
+    pem::parse(&std::fs::read(path).unwrap())
+        .unwrap()
+        .remove(0)
+        .der
+}
+
+/// What the fake enclave puts in its document.
+#[derive(Clone, Copy)]
+enum Twist {
+    Honest,
+    OtherNonce,
+    OtherCertificate,
+}
+
+fn enc(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(v, &mut out).unwrap();
+    out
+}
+
+fn spki(cert: &[u8]) -> Vec<u8> {
+    let cert = CertificateDer::from(cert);
+    webpki::EndEntityCert::try_from(&cert)
+        .unwrap()
+        .subject_public_key_info()
+        .as_ref()
+        .to_vec()
+}
+
+fn emulator_document(nonce: &[u8], cert: &[u8]) -> Vec<u8> {
+    let mut pcrs: Vec<(Value, Value)> = (0..16u8)
+        .map(|i| (i.into(), Value::Bytes(vec![0; 48])))
+        .collect();
+    pcrs[0].1 = Value::Bytes(PCR0.to_vec());
+    pcrs[1].1 = Value::Bytes(PCR1.to_vec());
+    pcrs[2].1 = Value::Bytes(PCR2.to_vec());
+    let payload = Value::Map(vec![
+        ("module_id".into(), "i-emulated-enc0000000000000001".into()),
+        ("digest".into(), "SHA384".into()),
+        ("timestamp".into(), 1_760_000_000_000u64.into()),
+        ("pcrs".into(), Value::Map(pcrs)),
+        ("certificate".into(), Value::Bytes(vec![0; 500])),
+        (
+            "cabundle".into(),
+            Value::Array(vec![Value::Bytes(vec![0; 500])]),
+        ),
+        ("public_key".into(), Value::Bytes(spki(cert))),
+        (
+            "user_data".into(),
+            Value::Bytes(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert)
+                    .as_ref()
+                    .to_vec(),
+            ),
+        ),
+        ("nonce".into(), Value::Bytes(nonce.to_vec())),
+    ]);
+    enc(&Value::Array(vec![
+        Value::Bytes(enc(&Value::Map(vec![(1.into(), (-1).into())]))),
+        Value::Map(vec![]),
+        Value::Bytes(enc(&payload)),
+        Value::Bytes(vec![0; 96]),
+    ]))
+}
+
+fn decode_hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Serves one HTTPS request on a fresh port, in a thread; returns the URL.
+fn serve_once(twist: Twist) -> (String, std::thread::JoinHandle<()>) {
+    let cert = pem_der("p384-cert.pem");
+    let key = pem_der("p384-key.pkcs8.pem");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(cert.clone())],
+        PrivateKeyDer::try_from(key).unwrap(),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let handle = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tls.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let target = head.split(' ').nth(1).unwrap();
+        let hex = target.strip_prefix("/attestation?nonce=").unwrap();
+        assert_eq!(hex.len(), 64, "a 32-byte nonce");
+        let mut nonce = decode_hex(hex);
+        let mut bound = cert.clone();
+        match twist {
+            Twist::Honest => {}
+            Twist::OtherNonce => nonce[0] ^= 1,
+            Twist::OtherCertificate => bound = pem_der("p256-cert.pem"),
+        }
+        let doc = emulator_document(&nonce, &bound);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/cbor\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n",
+            doc.len()
+        );
+        tls.write_all(response.as_bytes()).unwrap();
+        tls.write_all(&doc).unwrap();
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    });
+    (url, handle)
+}
+
+fn attest(url: &str, pcr0: &[u8], emulator: bool) -> Output {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("measurements.json");
+    let hex = eif_builder::measure::hex;
+    std::fs::write(
+        &m,
+        format!(
+            "{{\"Measurements\": {{\"PCR0\": \"{}\", \"PCR1\": \"{}\", \"PCR2\": \"{}\"}}}}",
+            hex(pcr0),
+            hex(&PCR1),
+            hex(&PCR2)
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eif-builder"));
+    cmd.arg("attest")
+        .arg(url)
+        .arg("--measurements")
+        .arg(&m)
+        .args(["--timeout", "20"]);
+    if emulator {
+        cmd.arg("--insecure-emulator");
+    }
+    cmd.output().unwrap()
+}
+
+fn verdict(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {:?} stderr {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn attest_succeeds_against_the_emulator_with_the_right_measurements() {
+    let (url, server) = serve_once(Twist::Honest);
+    let out = attest(&url, &PCR0, true);
+    server.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = verdict(&out);
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["signature_checked"], false);
+    assert_eq!(v["pcrs"]["PCR0"], eif_builder::measure::hex(&PCR0));
+    assert_eq!(
+        v["tls_certificate_sha256"],
+        eif_builder::attest::sha256_hex(&pem_der("p384-cert.pem"))
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING: --insecure-emulator"));
+}
+
+#[test]
+fn attest_refuses_other_measurements_an_unsigned_document_and_a_broken_binding() {
+    let (url, server) = serve_once(Twist::Honest);
+    let out = attest(&url, &[0xbb; 48], true);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = verdict(&out);
+    assert_eq!(v["step"], "pcr");
+    assert_eq!(v["expected"], eif_builder::measure::hex(&[0xbb; 48]));
+    assert_eq!(v["actual"], eif_builder::measure::hex(&PCR0));
+
+    let (url, server) = serve_once(Twist::Honest);
+    let out = attest(&url, &PCR0, false);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(verdict(&out)["step"], "algorithm");
+
+    let (url, server) = serve_once(Twist::OtherNonce);
+    let out = attest(&url, &PCR0, true);
+    server.join().unwrap();
+    assert_eq!(verdict(&out)["step"], "nonce");
+
+    let (url, server) = serve_once(Twist::OtherCertificate);
+    let out = attest(&url, &PCR0, true);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = verdict(&out);
+    assert_eq!(v["step"], "binding");
+    assert!(
+        v["reason"].as_str().unwrap().starts_with("public_key"),
+        "{v}"
+    );
+}
+
+#[test]
+fn attest_without_a_server_is_an_error_on_stderr() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = attest(&format!("https://127.0.0.1:{port}"), &PCR0, true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
