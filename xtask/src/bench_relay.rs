@@ -1,0 +1,468 @@
+//! `cargo xtask bench relay`: host-relay against a direct connection (the limit) and socat, on
+//! loopback, in two set-ups: TCP → TCP and TCP → Unix socket. Measured per program: bulk
+//! throughput of one connection (1 GiB each way), 64 parallel connections (1 GiB in all),
+//! connection setup rate (connect, 1 byte each way, close), 1 KiB ping-pong latency (p50/p99),
+//! and the relay's CPU seconds per GiB moved (utime + stime of the process and its reaped
+//! children, from /proc/PID/stat). The peers are threads of this process; everything shares the
+//! machine's cores, so CPU per GiB is the figure that ranks relays when the run is CPU-bound.
+//! Two rounds, programs alternated, best of each kept. Results: target/bench/relay.json.
+//! A benchmark, not a test: nothing here asserts a speed.
+
+use crate::cmd::{cargo, err, have, project_root, run as run_cmd, Context, Result};
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const GIB: u64 = 1 << 30;
+const PARALLEL: u64 = 64;
+const SETUPS_PER_THREAD: usize = 1000;
+const SETUP_THREADS: usize = 2;
+const PINGS: usize = 10_000;
+const ROUNDS: usize = 2;
+
+/// Where a client connects.
+#[derive(Clone, Debug)]
+enum Ep {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn connect(ep: &Ep) -> io::Result<Stream> {
+        Ok(match ep {
+            Ep::Tcp(a) => {
+                let s = TcpStream::connect(a)?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+            Ep::Unix(p) => Stream::Unix(UnixStream::connect(p)?),
+        })
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(b),
+            Stream::Unix(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(b),
+            Stream::Unix(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The peer: `U` = read to EOF then answer one byte; `D` + u64 = send that many bytes and close;
+/// `E` = echo until EOF.
+fn serve(mut s: Stream) -> io::Result<()> {
+    let mut mode = [0u8; 1];
+    s.read_exact(&mut mode)?;
+    let mut buf = vec![0u8; 1 << 20];
+    match mode[0] {
+        b'U' => {
+            while s.read(&mut buf)? != 0 {}
+            s.write_all(b"k")?;
+        }
+        b'D' => {
+            let mut n = [0u8; 8];
+            s.read_exact(&mut n)?;
+            let mut left = u64::from_le_bytes(n);
+            while left > 0 {
+                let k = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+                s.write_all(&buf[..k])?;
+                left -= k as u64;
+            }
+            s.shutdown_write()?;
+        }
+        _ => loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            s.write_all(&buf[..n])?;
+        },
+    }
+    Ok(())
+}
+
+fn start_servers(dir: &Path) -> Result<(SocketAddr, PathBuf)> {
+    let tl = TcpListener::bind("127.0.0.1:0").ctx(|| "binding the TCP peer".into())?;
+    let ta = tl.local_addr().ctx(|| "TCP peer address".into())?;
+    let path = dir.join("peer.sock");
+    let _ = std::fs::remove_file(&path);
+    let ul = UnixListener::bind(&path).ctx(|| format!("binding {}", path.display()))?;
+    thread::spawn(move || {
+        for s in tl.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            thread::spawn(move || serve(Stream::Tcp(s)));
+        }
+    });
+    thread::spawn(move || {
+        for s in ul.incoming().flatten() {
+            thread::spawn(move || serve(Stream::Unix(s)));
+        }
+    });
+    Ok((ta, path))
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "finding a free port".into())?;
+    Ok(l.local_addr().ctx(|| "finding a free port".into())?.port())
+}
+
+/// A relay process under test, killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// utime + stime + cutime + cstime in seconds.
+    fn cpu(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<f64> = after
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        // Fields 14-17 of stat; `after` starts at field 3.
+        f.get(11..15).map_or(0.0, |v| v.iter().sum::<f64>()) / 100.0
+    }
+}
+
+fn spawn(mut c: Command, port: u16) -> Result<Proc> {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let p = Proc(
+        c.spawn()
+            .ctx(|| format!("starting {:?}", c.get_program()))?,
+    );
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            return err(format!("{:?} did not listen on {port}", c.get_program()));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(p)
+}
+
+#[derive(Debug, Default, Clone)]
+struct Row {
+    up_gbps: f64,
+    down_gbps: f64,
+    parallel_gbps: f64,
+    setups_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_s_per_gib: Option<f64>,
+}
+
+fn gbps(bytes: u64, d: Duration) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let b = bytes as f64;
+    b * 8.0 / d.as_secs_f64() / 1e9
+}
+
+fn upload(ep: &Ep, bytes: u64) -> io::Result<()> {
+    let mut s = Stream::connect(ep)?;
+    s.write_all(b"U")?;
+    let buf = vec![0x5au8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let k = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        s.write_all(&buf[..k])?;
+        left -= k as u64;
+    }
+    s.shutdown_write()?;
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack)
+}
+
+fn download(ep: &Ep, bytes: u64) -> io::Result<()> {
+    let mut s = Stream::connect(ep)?;
+    let mut req = vec![b'D'];
+    req.extend_from_slice(&bytes.to_le_bytes());
+    s.write_all(&req)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    if got == bytes {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("received {got} of {bytes} bytes")))
+    }
+}
+
+fn setups(ep: &Ep) -> io::Result<()> {
+    for _ in 0..SETUPS_PER_THREAD {
+        let mut s = Stream::connect(ep)?;
+        s.write_all(b"Ex")?;
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b)?;
+    }
+    Ok(())
+}
+
+fn ping_pong(ep: &Ep) -> io::Result<(f64, f64)> {
+    let mut s = Stream::connect(ep)?;
+    s.write_all(b"E")?;
+    let msg = [7u8; 1024];
+    let mut back = [0u8; 1024];
+    let mut rtts = Vec::with_capacity(PINGS);
+    for i in 0..PINGS + 500 {
+        let t = Instant::now();
+        s.write_all(&msg)?;
+        s.read_exact(&mut back)?;
+        if i >= 500 {
+            rtts.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    rtts.sort_by(f64::total_cmp);
+    let at = |q: usize| rtts[(rtts.len() * q / 100).min(rtts.len() - 1)];
+    Ok((at(50), at(99)))
+}
+
+fn measure(ep: &Ep, proc_: Option<&Proc>) -> Result<Row> {
+    let e = |what: &'static str| move |x: io::Error| crate::cmd::Error(format!("{what}: {x}"));
+    let mut row = Row::default();
+    let cpu0 = proc_.map(Proc::cpu);
+    let t = Instant::now();
+    upload(ep, GIB).map_err(e("bulk upload"))?;
+    row.up_gbps = gbps(GIB, t.elapsed());
+    let t = Instant::now();
+    download(ep, GIB).map_err(e("bulk download"))?;
+    row.down_gbps = gbps(GIB, t.elapsed());
+    if let (Some(p), Some(c0)) = (proc_, cpu0) {
+        // The relay's children (socat forks one per connection) are reaped when they end.
+        thread::sleep(Duration::from_millis(100));
+        row.cpu_s_per_gib = Some((p.cpu() - c0) / 2.0);
+    }
+    let t = Instant::now();
+    let hs: Vec<_> = (0..PARALLEL)
+        .map(|_| {
+            let ep = ep.clone();
+            thread::spawn(move || upload(&ep, GIB / PARALLEL))
+        })
+        .collect();
+    for h in hs {
+        h.join()
+            .map_err(|_| crate::cmd::Error("a client thread panicked".into()))?
+            .map_err(e("parallel upload"))?;
+    }
+    row.parallel_gbps = gbps(GIB, t.elapsed());
+    let t = Instant::now();
+    let hs: Vec<_> = (0..SETUP_THREADS)
+        .map(|_| {
+            let ep = ep.clone();
+            thread::spawn(move || setups(&ep))
+        })
+        .collect();
+    for h in hs {
+        h.join()
+            .map_err(|_| crate::cmd::Error("a client thread panicked".into()))?
+            .map_err(e("connection setup"))?;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let n = (SETUPS_PER_THREAD * SETUP_THREADS) as f64;
+    row.setups_per_s = n / t.elapsed().as_secs_f64();
+    (row.p50_us, row.p99_us) = ping_pong(ep).map_err(e("ping-pong"))?;
+    Ok(row)
+}
+
+fn best(a: Option<Row>, b: Row) -> Row {
+    let Some(a) = a else { return b };
+    let min_opt = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    Row {
+        up_gbps: a.up_gbps.max(b.up_gbps),
+        down_gbps: a.down_gbps.max(b.down_gbps),
+        parallel_gbps: a.parallel_gbps.max(b.parallel_gbps),
+        setups_per_s: a.setups_per_s.max(b.setups_per_s),
+        p50_us: a.p50_us.min(b.p50_us),
+        p99_us: a.p99_us.min(b.p99_us),
+        cpu_s_per_gib: min_opt(a.cpu_s_per_gib, b.cpu_s_per_gib),
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
+const PROGRAMS: [&str; 3] = ["direct", "host-relay", "socat"];
+const SETUPS: [&str; 2] = ["tcp-tcp", "tcp-unix"];
+
+/// Runs the benchmark, prints the table, writes target/bench/relay.json.
+pub fn run() -> Result {
+    crate::setup::packages(&[("socat", "the reference relay of `bench relay`")])?;
+    if !have("socat") {
+        return err("socat is not on PATH");
+    }
+    run_cmd(cargo().args(["build", "--release", "-p", "host-relay"]))?;
+    let relay = target_dir().join("release/host-relay");
+    let out = project_root().join("target/bench");
+    std::fs::create_dir_all(&out).ctx(|| format!("creating {}", out.display()))?;
+    let (tcp_peer, unix_peer) = start_servers(&out)?;
+    let workers = thread::available_parallelism().map_or(2, usize::from);
+    let mut results: Vec<Vec<Option<Row>>> = vec![vec![None; PROGRAMS.len()]; SETUPS.len()];
+    for round in 0..ROUNDS {
+        for (si, setup) in SETUPS.iter().enumerate() {
+            let target_arg = |relay: bool| match (si, relay) {
+                (0, true) => format!("tcp:{tcp_peer}"),
+                (0, false) => format!("TCP:{tcp_peer},nodelay"),
+                (_, true) => format!("unix:{}", unix_peer.display()),
+                (_, false) => format!("UNIX-CONNECT:{}", unix_peer.display()),
+            };
+            // Alternate the order between rounds so drift hits every program alike.
+            let mut order: Vec<usize> = (0..PROGRAMS.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for pi in order {
+                let port = free_port()?;
+                let (ep, proc_) = match pi {
+                    0 if si == 0 => (Ep::Tcp(tcp_peer), None),
+                    0 => (Ep::Unix(unix_peer.clone()), None),
+                    1 => {
+                        let mut c = Command::new(&relay);
+                        c.args([
+                            "--workers",
+                            &workers.to_string(),
+                            "--idle-timeout",
+                            "0",
+                            "--route",
+                        ])
+                        .arg(format!("tcp:127.0.0.1:{port}={}", target_arg(true)));
+                        (
+                            Ep::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+                            Some(spawn(c, port)?),
+                        )
+                    }
+                    _ => {
+                        let mut c = Command::new("socat");
+                        c.arg(format!(
+                            "TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay"
+                        ))
+                        .arg(target_arg(false));
+                        (
+                            Ep::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+                            Some(spawn(c, port)?),
+                        )
+                    }
+                };
+                eprintln!("round {}/{ROUNDS}: {setup} {}", round + 1, PROGRAMS[pi]);
+                let row = measure(&ep, proc_.as_ref())?;
+                eprintln!("  {row:?}");
+                results[si][pi] = Some(best(results[si][pi].take(), row));
+            }
+        }
+    }
+    let mut json = String::from("{\n  \"unit\": {\"throughput\": \"Gbit/s\", \"setup\": \"connections/s\", \"latency\": \"microseconds round trip, 1 KiB each way\", \"cpu\": \"relay CPU seconds per GiB moved\"},\n  \"results\": [\n");
+    let mut rows = Vec::new();
+    for (si, setup) in SETUPS.iter().enumerate() {
+        let r: Vec<Row> = results[si]
+            .iter()
+            .map(|r| r.clone().unwrap_or_default())
+            .collect();
+        let (d, h, s) = (&r[0], &r[1], &r[2]);
+        println!("\n{setup}: best of {ROUNDS} rounds            direct  host-relay       socat  relay/direct  relay/socat");
+        let line = |name: &str, f: fn(&Row) -> f64| {
+            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+            println!(
+                "  {name:30} {:>10.2} {:>11.2} {:>11.2} {:>12.2}x {:>11.2}x",
+                f(d),
+                f(h),
+                f(s),
+                ratio(f(h), f(d)),
+                ratio(f(h), f(s))
+            );
+        };
+        line("bulk 1 GiB up (Gbit/s)", |r| r.up_gbps);
+        line("bulk 1 GiB down (Gbit/s)", |r| r.down_gbps);
+        line("64 connections (Gbit/s)", |r| r.parallel_gbps);
+        line("connection setups/s", |r| r.setups_per_s);
+        line("ping-pong p50 (us)", |r| r.p50_us);
+        line("ping-pong p99 (us)", |r| r.p99_us);
+        println!(
+            "  added latency p50/p99 (us): host-relay {:.1}/{:.1}, socat {:.1}/{:.1}",
+            h.p50_us - d.p50_us,
+            h.p99_us - d.p99_us,
+            s.p50_us - d.p50_us,
+            s.p99_us - d.p99_us
+        );
+        println!(
+            "  relay CPU s/GiB: host-relay {:.3}, socat {:.3}",
+            h.cpu_s_per_gib.unwrap_or(0.0),
+            s.cpu_s_per_gib.unwrap_or(0.0)
+        );
+        for (pi, row) in r.iter().enumerate() {
+            let mut o = String::new();
+            let _ = write!(
+                o,
+                "    {{\"setup\": \"{setup}\", \"program\": \"{}\", \"bulk_up_gbps\": {:.3}, \"bulk_down_gbps\": {:.3}, \"parallel64_gbps\": {:.3}, \"setups_per_s\": {:.0}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"added_p50_us\": {:.1}, \"added_p99_us\": {:.1}, \"cpu_s_per_gib\": {}}}",
+                PROGRAMS[pi],
+                row.up_gbps,
+                row.down_gbps,
+                row.parallel_gbps,
+                row.setups_per_s,
+                row.p50_us,
+                row.p99_us,
+                row.p50_us - d.p50_us,
+                row.p99_us - d.p99_us,
+                row.cpu_s_per_gib.map_or("null".to_string(), |c| format!("{c:.4}"))
+            );
+            rows.push(o);
+        }
+    }
+    json.push_str(&rows.join(",\n"));
+    let _ = write!(
+        json,
+        "\n  ],\n  \"rounds\": {ROUNDS},\n  \"host_relay_workers\": {workers}\n}}\n"
+    );
+    let path = out.join("relay.json");
+    std::fs::write(&path, json).ctx(|| format!("writing {}", path.display()))?;
+    println!("\nresults written to {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! Boot tests run by `cargo xtask test` in the emulator: the real image boots in 64 MiB,
+//! init does every step it logs, the server answers through the forwarded port, the NSM's
+//! PCRs equal the published measurements, and `stop` leaves nothing behind; and three broken
+//! images (no server binary, a server that exits at start, no NSM) each end in an explicit
+//! console line and a reboot within seconds.
+
+use crate::check::Outcome;
+use crate::cmd::{err, output, project_root, Context, Result};
+use crate::eif::{self, json_string, Image};
+use crate::enclave::{self, Options, Summary, Tools};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A broken image must be over this quickly (QEMU start to reboot, under TCG).
+const FAULT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Console lines init must print on a good boot.
+const GOOD_BOOT_LINES: &[&str] = &[
+    "init: mounted devtmpfs on /dev",
+    "init: mounted proc on /proc",
+    "init: mounted sysfs on /sys",
+    "init: entropy: credited 2048 bits",
+    "init: heartbeat: answered by the parent",
+    "init: switched root to /rootfs",
+    "init: mounted devpts on /dev/pts",
+    "init: mounted tmpfs on /dev/shm",
+    "init: mounted tmpfs on /tmp",
+    "init: mounted tmpfs on /run",
+    "init: exec /server as pid",
+];
+
+fn outcome(name: &str, r: Result) -> Outcome {
+    (name.to_owned(), r.map_err(|e| e.0))
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").ctx(|| "finding a free port".into())?;
+    Ok(l.local_addr().ctx(|| "finding a free port".into())?.port())
+}
+
+/// Builds an image like `image` whose application ramdisk is made from `list` (the text of
+/// an app.list) and, if given, a different `/cmd`.
+fn variant(image: &Image, name: &str, list: &str, cmd: Option<&str>) -> Result<PathBuf> {
+    variant_with(image, name, list, cmd, &image.binaries[1], &[])
+}
+
+/// [`variant`], with another server binary and extra `eif-builder build` arguments.
+fn variant_with(
+    image: &Image,
+    name: &str,
+    list: &str,
+    cmd: Option<&str>,
+    server: &Path,
+    extra: &[std::ffi::OsString],
+) -> Result<PathBuf> {
+    let root = project_root();
+    let dir = image.dir.join("faults").join(name);
+    fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+    let mut list = list.to_owned();
+    if let Some(cmd) = cmd {
+        fs::write(dir.join("cmd"), cmd).ctx(|| "writing cmd".into())?;
+        list = list.replace("${ROOTFS}/app/cmd", &dir.join("cmd").display().to_string());
+    }
+    fs::write(dir.join("app.list"), &list).ctx(|| "writing app.list".into())?;
+    eif::pack_cpio(
+        &image.tool,
+        &dir.join("app.list"),
+        &dir.join("app.cpio"),
+        &[
+            ("ROOTFS", root.join("rootfs").display().to_string()),
+            ("SERVER", server.display().to_string()),
+        ],
+    )?;
+    let eif = dir.join("enclave.eif");
+    eif::pack_eif(
+        &image.tool,
+        &image.kernel,
+        &eif::cmdline(&root)?,
+        &[image.dir.join("bootstrap.cpio"), dir.join("app.cpio")],
+        &eif,
+        extra,
+    )?;
+    Ok(eif)
+}
+
+/// Boots `image` in the foreground (console not echoed) and checks how it ended.
+fn boot_expecting(tools: &Tools, image: enclave::Image, dir: &Path, expect: &str) -> Result {
+    let mut opts = Options::new(image);
+    opts.dir = dir.to_owned();
+    opts.port = free_port()?;
+    opts.echo = false;
+    opts.memory = "64M".into();
+    let summary: Summary = enclave::run(&opts, tools)?;
+    let console = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    let tail = || {
+        console
+            .lines()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n  | ")
+    };
+    if !console.contains(expect) {
+        return err(format!(
+            "the console never said {expect:?}; it ended:\n  | {}",
+            tail()
+        ));
+    }
+    if console.contains("Kernel panic") {
+        return err(format!("the kernel panicked:\n  | {}", tail()));
+    }
+    match (summary.ended_by.as_deref(), summary.ended_after) {
+        (Some("reboot: Restarting system"), Some(t)) if t <= FAULT_LIMIT => {
+            println!(
+                "       ({expect:?}, then a reboot {:.1}s after QEMU started)",
+                t.as_secs_f64()
+            );
+            Ok(())
+        }
+        (end, t) => err(format!(
+            "expected a reboot within {}s, got {end:?} after {t:?}",
+            FAULT_LIMIT.as_secs()
+        )),
+    }
+}
+
+/// The three broken images.
+pub fn faults(image: &Image, tools: &Tools) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let app_list = match fs::read_to_string(project_root().join("rootfs/app.list")) {
+        Ok(t) => t,
+        Err(e) => return vec![outcome("reading rootfs/app.list", err(e.to_string()))],
+    };
+    let runs = image.dir.join("faults");
+
+    let missing: String = app_list
+        .lines()
+        .filter(|l| !l.contains("/rootfs/server"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    outcomes.push(outcome(
+        "fault: server binary missing from the image ends in an error line and a reboot",
+        variant(image, "missing-server", &missing, None).and_then(|eif| {
+            boot_expecting(
+                tools,
+                enclave::Image::Eif(eif),
+                &runs.join("missing-server/run"),
+                "init: error: starting the application: /server: no such executable",
+            )
+        }),
+    ));
+
+    outcomes.push(outcome(
+        "fault: a server that exits at start ends in a status line and a reboot",
+        variant(
+            image,
+            "server-exits",
+            &app_list,
+            Some("/server\n--no-such-option\n"),
+        )
+        .and_then(|eif| {
+            boot_expecting(
+                tools,
+                enclave::Image::Eif(eif),
+                &runs.join("server-exits/run"),
+                "init: application (pid",
+            )
+        }),
+    ));
+
+    let no_nsm = (|| -> Result {
+        let dir = runs.join("no-nsm");
+        fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let mut initrd =
+            fs::read(image.dir.join("bootstrap.cpio")).ctx(|| "bootstrap.cpio".into())?;
+        initrd.extend(fs::read(image.dir.join("app.cpio")).ctx(|| "app.cpio".into())?);
+        fs::write(dir.join("initrd.cpio"), initrd).ctx(|| "writing initrd".into())?;
+        boot_expecting(
+            tools,
+            enclave::Image::Microvm {
+                kernel: image.kernel.clone(),
+                initrd: dir.join("initrd.cpio"),
+                cmdline: eif::cmdline(&project_root())?,
+            },
+            &dir.join("run"),
+            "init: error: NSM: cannot open /dev/nsm",
+        )
+    })();
+    outcomes.push(outcome(
+        "fault: no NSM (plain microvm) refuses to start the server and reboots",
+        no_nsm,
+    ));
+    outcomes
+}
+
+/// The real image, booted in 64 MiB, serving through the forwarded port.
+pub fn serve(image: &Image) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut opts = Options::new(enclave::Image::Eif(image.eif.clone()));
+    opts.dir = image.dir.join("boot-test");
+    opts.memory = "64M".into();
+    let port = match free_port() {
+        Ok(p) => p,
+        Err(e) => return vec![outcome("finding a port", Err(e))],
+    };
+    opts.port = port;
+    let started = enclave::start_detached(&opts, Duration::from_secs(180));
+    let ok = started.is_ok();
+    outcomes.push(outcome(
+        "boot: the image boots in 64 MiB and its server answers on vsock",
+        started.map(drop),
+    ));
+    if ok {
+        let console = fs::read_to_string(opts.dir.join("console.log")).unwrap_or_default();
+        for line in GOOD_BOOT_LINES {
+            let r = if console.contains(line) {
+                Ok(())
+            } else {
+                err(format!("no console line {line:?}"))
+            };
+            outcomes.push(outcome(&format!("boot: console shows {line:?}"), r));
+        }
+        outcomes.push(outcome(
+            "boot: heartbeat received by the harness",
+            harness_saw_heartbeat(&opts.dir),
+        ));
+        outcomes.push(outcome(
+            "boot: GET /health through host-relay (127.0.0.1 → vsock) answers 200",
+            health(port),
+        ));
+        outcomes.push(outcome(
+            "boot: PCR0/1/2 in the NSM's attestation document equal measurements.json",
+            attested_pcrs(image, port),
+        ));
+        outcomes.extend(attest_end_to_end(image, port));
+    }
+    let stopped = enclave::stop(&opts.dir).and_then(|_| nothing_left(&opts.dir, port));
+    outcomes.push(outcome(
+        "boot: stop leaves no process, socket or listener behind",
+        stopped,
+    ));
+    outcomes
+}
+
+fn harness_saw_heartbeat(dir: &Path) -> Result {
+    let log = fs::read_to_string(dir.join("harness.log")).unwrap_or_default();
+    if log.contains("heartbeat received from the enclave and answered") {
+        Ok(())
+    } else {
+        err("harness.log has no heartbeat line")
+    }
+}
+
+fn curl(port: u16, path: &str, out: &Path) -> Result<String> {
+    output(
+        Command::new("curl")
+            .args(["-sS", "-k", "--http1.1", "--max-time", "20", "-o"])
+            .arg(out)
+            .args(["-w", "%{http_code}"])
+            .arg(format!("https://127.0.0.1:{port}{path}")),
+    )
+}
+
+fn health(port: u16) -> Result {
+    let body = std::env::temp_dir().join(format!("enclave-health-{port}"));
+    let code = curl(port, "/health", &body)?;
+    let text = fs::read_to_string(&body).unwrap_or_default();
+    let _ = fs::remove_file(&body);
+    if code == "200" {
+        Ok(())
+    } else {
+        err(format!("HTTP {code}: {text}"))
+    }
+}
+
+fn attested_pcrs(image: &Image, port: u16) -> Result {
+    let nonce = "00112233445566778899aabbccddeeff";
+    let doc = image.dir.join("boot-test").join("attestation.cbor");
+    let code = curl(port, &format!("/attestation?nonce={nonce}"), &doc)?;
+    if code != "200" {
+        return err(format!("GET /attestation: HTTP {code}"));
+    }
+    let described = output(
+        Command::new(&image.tool)
+            .arg("inspect-attestation")
+            .arg(&doc),
+    )?;
+    let published = fs::read_to_string(&image.measurements).ctx(|| "measurements.json".into())?;
+    for pcr in ["PCR0", "PCR1", "PCR2"] {
+        let (got, want) = (json_string(&described, pcr), json_string(&published, pcr));
+        if got.is_none() || got != want {
+            return err(format!(
+                "{pcr}: the NSM says {got:?}, measurements.json {want:?}"
+            ));
+        }
+    }
+    if json_string(&described, "nonce").as_deref() != Some(nonce) {
+        return err("the document does not carry our nonce");
+    }
+    Ok(())
+}
+
+/// The measurements of a build that differs from `image` by one byte of the server.
+fn other_build_measurements(image: &Image) -> Result<PathBuf> {
+    let dir = image.dir.join("faults").join("other-build");
+    fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+    let mut server = fs::read(&image.binaries[1]).ctx(|| "reading the server".into())?;
+    let last = server
+        .last_mut()
+        .ok_or_else(|| crate::cmd::Error("the server binary is empty".into()))?;
+    *last ^= 1;
+    let patched = dir.join("server");
+    fs::write(&patched, server).ctx(|| "writing the patched server".into())?;
+    let list = fs::read_to_string(project_root().join("rootfs/app.list"))
+        .ctx(|| "reading rootfs/app.list".into())?;
+    let measurements = dir.join("measurements.json");
+    variant_with(
+        image,
+        "other-build",
+        &list,
+        None,
+        &patched,
+        &["--measurements".into(), measurements.clone().into()],
+    )?;
+    Ok(measurements)
+}
+
+/// `eif-builder attest` against the running enclave, as a client of the enclave would.
+fn attest(image: &Image, port: u16, measurements: &Path, emulator: bool) -> Result<(bool, String)> {
+    let mut c = Command::new(&image.tool);
+    c.arg("attest")
+        .arg(format!("https://127.0.0.1:{port}"))
+        .arg("--measurements")
+        .arg(measurements);
+    if emulator {
+        c.arg("--insecure-emulator");
+    }
+    let out = crate::cmd::capture(&mut c)?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.success(), text))
+}
+
+fn attest_end_to_end(image: &Image, port: u16) -> Vec<Outcome> {
+    let ok = (|| -> Result {
+        match attest(image, port, &image.measurements, true)? {
+            (true, text) if text.contains("\"verified\": true") => Ok(()),
+            (_, text) => err(format!("attest failed: {text}")),
+        }
+    })();
+    let other = (|| -> Result {
+        let measurements = other_build_measurements(image)?;
+        match attest(image, port, &measurements, true)? {
+            (false, text) if text.contains("\"step\": \"pcr\"") => Ok(()),
+            (_, text) => err(format!("expected a PCR mismatch, got: {text}")),
+        }
+    })();
+    let unsigned = (|| -> Result {
+        match attest(image, port, &image.measurements, false)? {
+            (false, _) => Ok(()),
+            (true, text) => err(format!("an unsigned document was accepted: {text}")),
+        }
+    })();
+    vec![
+        outcome(
+            "attest: eif-builder attest --insecure-emulator through host-relay verifies this build",
+            ok,
+        ),
+        outcome(
+            "attest: it fails at the PCR step with the measurements of a build one server byte apart",
+            other,
+        ),
+        outcome(
+            "attest: without --insecure-emulator the emulator's unsigned document is refused",
+            unsigned,
+        ),
+    ]
+}
+
+fn nothing_left(dir: &Path, port: u16) -> Result {
+    let sockets: Vec<_> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vm.vsock") || n.ends_with(".sock"))
+        .collect();
+    if !sockets.is_empty() {
+        return err(format!("sockets left in {}: {sockets:?}", dir.display()));
+    }
+    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        return err(format!("something still listens on 127.0.0.1:{port}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! `cargo xtask`: the project's build driver. Every task is a plain function; every command
+//! it runs is echoed; a failure ends with one line naming the step that failed.
+
+mod bench;
+mod bench_relay;
+mod bench_server;
+mod boot;
+mod check;
+mod cmd;
+mod eif;
+mod enclave;
+mod fuzz;
+mod kernel;
+mod setup;
+
+use cmd::{cargo, err, run, Error, Result};
+use std::path::PathBuf;
+
+/// (name, usage, what it does). Also the help text.
+const TASKS: &[(&str, &str, &str)] = &[
+    (
+        "eif",
+        "[--out DIR] [--kernel BZIMAGE] [--kernel-module FILE.ko]... \
+         [--signing-certificate CERT.pem --private-key KEY.pem]",
+        "Build the enclave image: static init and server, both ramdisks, the kernel (unless \
+         --kernel is given), DIR/enclave.eif and DIR/measurements.json (DIR defaults to \
+         target/eif). Installs what is missing first (musl target, Debian packages).",
+    ),
+    (
+        "kernel",
+        "",
+        "Build (or reuse from the cache) the enclave kernel pinned in rootfs/kernel/ and print \
+         its path.",
+    ),
+    (
+        "run",
+        "[--eif FILE] [--memory SIZE] [--cpus N] [--port PORT] [--vsock-port PORT] [--detach]",
+        "Boot an EIF (default target/eif/enclave.eif) in QEMU's nitro-enclave emulator (TCG, \
+         default 256M and 2 vCPUs), answer its boot heartbeat, forward 127.0.0.1:PORT \
+         (default 8443) to the enclave's vsock port (default 443) so that \
+         `curl -k https://127.0.0.1:8443/health` reaches the server, and stream the console. \
+         Ctrl-C stops everything; the run ends by itself when the enclave reboots. With \
+         --detach, returns once the server answers; `cargo xtask stop` ends it. Builds the \
+         emulator on first use (ci/qemu.sh, ci/vhost-device-vsock.sh; cached).",
+    ),
+    (
+        "bench",
+        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] | relay",
+        "Benchmarks (not tests). `bench boot`: boot our image and a reference image (same \
+         kernel, cmdline and server; Debian busybox-static + shell-script /init) alternately \
+         N times (default 5) in the emulator; print medians of kernel start → /init, /init → \
+         server listening and QEMU start → first HTTP response with ratios; write \
+         target/bench/boot.json. `bench server`: our server against nginx (one worker) and \
+         a hyper + tokio-rustls server, same P-256 certificate, TLS 1.3, pinned CPUs: \
+         keep-alive req/s, p99 and CPU per request, full handshakes/s, memory per idle TLS \
+         connection; writes target/bench/server.json. `bench relay`: direct vs host-relay \
+         vs socat, TCP->TCP and TCP->Unix: bulk throughput, 64 connections, setups/s, added \
+         p50/p99 latency, relay CPU per GiB; writes target/bench/relay.json.",
+    ),
+    (
+        "fuzz",
+        "",
+        "The short fuzz run of `cargo xtask test`: 20,000 inputs through the server's request \
+         parsing and handling (cargo +nightly fuzz, target http in server/fuzz, seeds in \
+         server/fuzz/seeds). For a long run: cd server && cargo +nightly fuzz run http.",
+    ),
+    (
+        "boot-test",
+        "",
+        "Build the image and run only the emulator tests of `cargo xtask test` on it.",
+    ),
+    (
+        "stop",
+        "",
+        "Stop an enclave started with `cargo xtask run --detach`, and check nothing is left.",
+    ),
+    (
+        "setup",
+        "",
+        "Install the build prerequisites: the musl Rust target and the Debian packages.",
+    ),
+    (
+        "test",
+        "[--no-repro]",
+        "What CI runs: setup, cargo fmt --check, clippy -D warnings, the image build, \
+         cargo test for the whole workspace, a short fuzz run of the server's request handling \
+         (20,000 inputs, cargo +nightly fuzz), checks on the built image, boot tests in the \
+         emulator (the image in 64 MiB serving through vsock with the published PCRs; three \
+         broken images that must end in an error line and a reboot), and (unless --no-repro) \
+         a second image build from a copy of the sources at another path that must give \
+         identical bytes.",
+    ),
+];
+
+fn help() {
+    println!("usage: cargo xtask TASK [OPTIONS]\n\ntasks:");
+    for (name, usage, what) in TASKS {
+        println!("  {name} {usage}");
+        println!("      {what}\n");
+    }
+}
+
+fn main() {
+    if let Err(e) = try_main() {
+        eprintln!("xtask: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn try_main() -> Result {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "eif" => eif::build(&eif_options(&rest)?).map(drop),
+        "kernel" => {
+            no_args(&rest)?;
+            let k = kernel::build()?;
+            println!("{}", k.image.display());
+            Ok(())
+        }
+        "setup" => {
+            no_args(&rest)?;
+            setup::all()
+        }
+        "test" => test(&rest),
+        "run" => run_task(&rest, false),
+        "bench" => bench_task(&rest),
+        "fuzz" => {
+            no_args(&rest)?;
+            fuzz::short_run()
+        }
+        "boot-test" => {
+            no_args(&rest)?;
+            boot_tests(&eif::build(&eif::Options::default())?)
+        }
+        "__harness" => run_task(&rest, true),
+        "stop" => {
+            no_args(&rest)?;
+            let dir = enclave::run_dir();
+            let n = enclave::stop(&dir)?;
+            println!("stopped {n} process(es); nothing left running");
+            Ok(())
+        }
+        "" | "help" | "-h" | "--help" => {
+            help();
+            Ok(())
+        }
+        other => err(format!(
+            "unknown task `{other}`; `cargo xtask help` lists them"
+        )),
+    }
+}
+
+fn no_args(rest: &[String]) -> Result {
+    match rest.first() {
+        Some(a) if a == "--help" || a == "-h" => {
+            help();
+            std::process::exit(0)
+        }
+        Some(a) => err(format!("unexpected argument `{a}`")),
+        None => Ok(()),
+    }
+}
+
+fn eif_options(rest: &[String]) -> Result<eif::Options> {
+    let mut o = eif::Options::default();
+    let (mut cert, mut key) = (None, None);
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .map(PathBuf::from)
+                .ok_or_else(|| Error(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--out" => o.out = Some(value("--out")?),
+            "--kernel" => o.kernel = Some(value("--kernel")?),
+            "--kernel-module" => o.modules.push(value("--kernel-module")?),
+            "--signing-certificate" => cert = Some(value("--signing-certificate")?),
+            "--private-key" => key = Some(value("--private-key")?),
+            "-h" | "--help" => {
+                help();
+                std::process::exit(0)
+            }
+            other => return err(format!("eif: unexpected argument `{other}`")),
+        }
+    }
+    o.signing = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return err("--signing-certificate and --private-key go together"),
+    };
+    Ok(o)
+}
+
+fn run_task(rest: &[String], inner: bool) -> Result {
+    let root = cmd::project_root();
+    let mut opts = enclave::Options::new(enclave::Image::Eif(
+        eif::target_dir(&root).join("eif/enclave.eif"),
+    ));
+    let mut detach = false;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Error(format!("{name} needs a value")))
+        };
+        let number = |name: &str, v: String| {
+            v.parse::<u32>()
+                .map_err(|_| Error(format!("{name}: not a number: {v}")))
+        };
+        match a.as_str() {
+            "--eif" => opts.image = enclave::Image::Eif(value("--eif")?.into()),
+            "--memory" => opts.memory = value("--memory")?,
+            "--cpus" => opts.cpus = number("--cpus", value("--cpus")?)?,
+            "--port" => {
+                let v = value("--port")?;
+                opts.port = v
+                    .parse()
+                    .map_err(|_| Error(format!("--port: not a port: {v}")))?;
+            }
+            "--vsock-port" => opts.vsock_port = number("--vsock-port", value("--vsock-port")?)?,
+            "--dir" => opts.dir = value("--dir")?.into(),
+            "--detach" => detach = true,
+            "-h" | "--help" => {
+                help();
+                return Ok(());
+            }
+            other => return err(format!("run: unexpected argument `{other}`")),
+        }
+    }
+    if let enclave::Image::Eif(eif) = &opts.image {
+        if !eif.is_file() {
+            return err(format!(
+                "{}: no such image; build it with `cargo xtask eif`",
+                eif.display()
+            ));
+        }
+    }
+    let tools = enclave::tools()?;
+    if detach {
+        enclave::start_detached(&opts, std::time::Duration::from_secs(180))?;
+        println!(
+            "enclave running: curl -k https://127.0.0.1:{}/health; console in {}; \
+             stop with `cargo xtask stop`",
+            opts.port,
+            opts.dir.join("console.log").display()
+        );
+        return Ok(());
+    }
+    opts.echo = !inner;
+    let summary = enclave::run(&opts, &tools)?;
+    println!(
+        "harness: heartbeat {}; {}",
+        if summary.heartbeat {
+            "received"
+        } else {
+            "NOT received"
+        },
+        summary.ended_by.as_deref().unwrap_or("QEMU exited")
+    );
+    Ok(())
+}
+
+fn bench_task(rest: &[String]) -> Result {
+    match rest.first().map(String::as_str) {
+        Some("boot") => {
+            let mut runs = 5;
+            let mut it = rest[1..].iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--runs" => {
+                        runs = it
+                            .next()
+                            .and_then(|v| v.parse().ok())
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| Error("--runs needs a positive number".into()))?;
+                    }
+                    other => return err(format!("bench boot: unexpected argument `{other}`")),
+                }
+            }
+            bench::boot(runs)
+        }
+        Some("server") => bench_server::run(&rest[1..]),
+        Some("relay") => bench_relay::run(),
+        Some(other) => err(format!(
+            "unknown benchmark `{other}`; available: boot, server, relay"
+        )),
+        None => err("which benchmark? available: boot, server, relay"),
+    }
+}
+
+/// The emulator tests on a built image.
+fn boot_tests(image: &eif::Image) -> Result {
+    let tools = enclave::tools()?;
+    let mut outcomes = boot::serve(image);
+    outcomes.extend(boot::faults(image, &tools));
+    check::report("boot tests", &outcomes)
+}
+
+fn test(rest: &[String]) -> Result {
+    let mut repro = true;
+    for a in rest {
+        match a.as_str() {
+            "--no-repro" => repro = false,
+            "-h" | "--help" => {
+                help();
+                return Ok(());
+            }
+            other => return err(format!("test: unexpected argument `{other}`")),
+        }
+    }
+    let root = cmd::project_root();
+    setup::all()?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().current_dir(&root).args([
+        "clippy",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let image = eif::build(&eif::Options::default())?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["test", "--locked", "--workspace"]))?;
+    fuzz::short_run()?;
+    check::image(&image, &image.tool)?;
+    boot_tests(&image)?;
+    if repro {
+        check::reproducible(&image)?;
+    }
+    println!("xtask test: all steps passed");
+    Ok(())
+}
