@@ -1,10 +1,12 @@
 //! `cargo xtask bench relay`: host-relay against a direct connection (the limit) and socat, on
 //! loopback, in two set-ups: TCP → TCP and TCP → Unix socket. Measured per program: bulk
 //! throughput of one connection (1 GiB each way), 64 parallel connections (1 GiB in all),
-//! connection setup rate (connect, 1 byte each way, close), 1 KiB ping-pong latency (p50/p99),
-//! and the relay's CPU seconds per GiB moved (utime + stime of the process and its reaped
-//! children, from /proc/PID/stat). The peers are threads of this process; everything shares the
-//! machine's cores, so CPU per GiB is the figure that ranks relays when the run is CPU-bound.
+//! connection setup rate (connect, 1 byte each way, close), 1 KiB ping-pong latency (p50/p99,
+//! unpinned, then with the peers and the relay all on CPU 0), the relay's resident memory
+//! while it holds 9,900 idle connections, and the relay's CPU seconds per GiB moved (utime + stime
+//! of the process and its reaped children, from /proc/PID/stat). The peers are threads of this
+//! process; everything shares the machine's cores, so CPU per GiB is the figure that ranks relays
+//! when the run is CPU-bound.
 //! Two rounds, programs alternated, best of each kept. Results: target/bench/relay.json.
 //! A benchmark, not a test: nothing here asserts a speed.
 
@@ -187,6 +189,9 @@ struct Row {
     setups_per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    /// Ping-pong with this process and the relay on CPU 0.
+    pinned_p50_us: f64,
+    pinned_p99_us: f64,
     cpu_s_per_gib: Option<f64>,
 }
 
@@ -305,7 +310,156 @@ fn measure(ep: &Ep, proc_: Option<&Proc>) -> Result<Row> {
     let n = (SETUPS_PER_THREAD * SETUP_THREADS) as f64;
     row.setups_per_s = n / t.elapsed().as_secs_f64();
     (row.p50_us, row.p99_us) = ping_pong(ep).map_err(e("ping-pong"))?;
+    // Again with the peers and the relay on CPU 0. On this VM waking a thread on the other, idle
+    // vCPU costs 50-100 us (the vCPU leaves halt), which swamps what a relay adds; on one CPU
+    // the difference to direct is the relay's own work per round trip.
+    pin(std::process::id(), "0")?;
+    if let Some(p) = proc_ {
+        pin(p.0.id(), "0")?;
+    }
+    let pinned = ping_pong(ep).map_err(e("pinned ping-pong"));
+    pin(std::process::id(), "0-1")?;
+    if let Some(p) = proc_ {
+        pin(p.0.id(), "0-1")?;
+    }
+    (row.pinned_p50_us, row.pinned_p99_us) = pinned?;
     Ok(row)
+}
+
+/// Idle connections held through host-relay. The relay holds two descriptors per connection and
+/// the open-file hard limit here is 20,000, so 10,000 cannot be reached on this machine; 9,900
+/// can, and the memory per connection scales the figure to 10,000.
+const IDLE: usize = 9_900;
+
+/// `cargo xtask __hold-peer`: the target of the idle-connections measurement, in its own process
+/// so its sockets do not count against this one's open-file limit. Prints its port, then accepts
+/// connections one at a time, echoes one byte on each and keeps them open until stdin closes.
+pub fn hold_peer() -> Result {
+    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "binding the hold peer".into())?;
+    let port = l.local_addr().ctx(|| "hold peer address".into())?.port();
+    println!("{port}");
+    io::stdout().flush().ctx(|| "writing the port".into())?;
+    thread::spawn(|| {
+        let mut b = [0u8; 1];
+        let _ = io::stdin().read(&mut b);
+        std::process::exit(0);
+    });
+    let mut held = Vec::new();
+    for s in l.incoming() {
+        let Ok(mut s) = s else {
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut b = [0u8; 1];
+        if s.read_exact(&mut b).is_ok() && s.write_all(&b).is_ok() {
+            held.push(s);
+        }
+    }
+    Ok(())
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What the idle-connections measurement saw.
+#[derive(Debug, Default)]
+struct Idle {
+    conns: usize,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+}
+
+impl Idle {
+    #[allow(clippy::cast_precision_loss)]
+    fn kib_per_conn(&self) -> f64 {
+        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64 / self.conns.max(1) as f64
+    }
+    #[allow(clippy::cast_precision_loss)]
+    fn mib_at_10k(&self) -> f64 {
+        (self.rss_before_kib as f64 + self.kib_per_conn() * 10_000.0) / 1024.0
+    }
+}
+
+/// Opens [`IDLE`] connections through a fresh host-relay (TCP → TCP, each carrying one byte each
+/// way end to end) and reads the relay's resident memory before and while they are held.
+fn idle_connections(relay: &Path, workers: usize) -> Result<Idle> {
+    let exe = std::env::current_exe().ctx(|| "finding the xtask binary".into())?;
+    let mut peer = Command::new(exe)
+        .arg("__hold-peer")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ctx(|| "starting the hold peer".into())?;
+    let mut line = String::new();
+    if let Some(out) = peer.stdout.take() {
+        let _ = io::BufRead::read_line(&mut io::BufReader::new(out), &mut line);
+    }
+    let peer = Proc(peer);
+    let Ok(peer_port) = line.trim().parse::<u16>() else {
+        return err(format!("the hold peer printed {line:?}, not a port"));
+    };
+    let port = free_port()?;
+    let mut c = Command::new(relay);
+    c.args(["--workers", &workers.to_string(), "--idle-timeout", "0"])
+        .args(["--max-conns", "20000", "--route"])
+        .arg(format!("tcp:127.0.0.1:{port}=tcp:127.0.0.1:{peer_port}"));
+    let p = spawn(c, port)?;
+    thread::sleep(Duration::from_millis(200));
+    let pid = p.0.id();
+    let mut idle = Idle {
+        rss_before_kib: rss_kib(pid),
+        ..Idle::default()
+    };
+    let mut held = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let one = || -> io::Result<TcpStream> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(b"i")?;
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b)?;
+            Ok(s)
+        };
+        held.push(
+            one().map_err(|e| {
+                crate::cmd::Error(format!("idle connection {} of {IDLE}: {e}", i + 1))
+            })?,
+        );
+    }
+    thread::sleep(Duration::from_millis(500));
+    idle.conns = held.len();
+    idle.rss_after_kib = rss_kib(pid);
+    drop(held);
+    drop(p);
+    drop(peer);
+    Ok(idle)
+}
+
+/// Pins every thread of process `pid` to `cpus` (a taskset list such as "0" or "0-1"). Threads
+/// of the peers come and go, and taskset fails when one ends while it walks the list: retried.
+fn pin(pid: u32, cpus: &str) -> Result {
+    let mut last = String::new();
+    for _ in 0..20 {
+        let out = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .ctx(|| "running taskset (util-linux)".into())?;
+        if out.status.success() {
+            return Ok(());
+        }
+        last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        thread::sleep(Duration::from_millis(20));
+    }
+    err(format!("taskset -a -p -c {cpus} {pid} failed: {last}"))
 }
 
 fn best(a: Option<Row>, b: Row) -> Row {
@@ -321,6 +475,8 @@ fn best(a: Option<Row>, b: Row) -> Row {
         setups_per_s: a.setups_per_s.max(b.setups_per_s),
         p50_us: a.p50_us.min(b.p50_us),
         p99_us: a.p99_us.min(b.p99_us),
+        pinned_p50_us: a.pinned_p50_us.min(b.pinned_p50_us),
+        pinned_p99_us: a.pinned_p99_us.min(b.pinned_p99_us),
         cpu_s_per_gib: min_opt(a.cpu_s_per_gib, b.cpu_s_per_gib),
     }
 }
@@ -394,7 +550,10 @@ pub fn run() -> Result {
                 };
                 eprintln!("round {}/{ROUNDS}: {setup} {}", round + 1, PROGRAMS[pi]);
                 let row = measure(&ep, proc_.as_ref())?;
-                eprintln!("  {row:?}");
+                eprintln!(
+                    "  up {:.2} / down {:.2} / 64 conns {:.2} Gbit/s, {:.0} setups/s, ping-pong p50/p99 {:.1}/{:.1} us",
+                    row.up_gbps, row.down_gbps, row.parallel_gbps, row.setups_per_s, row.p50_us, row.p99_us
+                );
                 results[si][pi] = Some(best(results[si][pi].take(), row));
             }
         }
@@ -425,12 +584,21 @@ pub fn run() -> Result {
         line("connection setups/s", |r| r.setups_per_s);
         line("ping-pong p50 (us)", |r| r.p50_us);
         line("ping-pong p99 (us)", |r| r.p99_us);
+        line("one-CPU ping-pong p50 (us)", |r| r.pinned_p50_us);
+        line("one-CPU ping-pong p99 (us)", |r| r.pinned_p99_us);
         println!(
             "  added latency p50/p99 (us): host-relay {:.1}/{:.1}, socat {:.1}/{:.1}",
             h.p50_us - d.p50_us,
             h.p99_us - d.p99_us,
             s.p50_us - d.p50_us,
             s.p99_us - d.p99_us
+        );
+        println!(
+            "  added latency p50/p99, one CPU (us): host-relay {:.1}/{:.1}, socat {:.1}/{:.1}",
+            h.pinned_p50_us - d.pinned_p50_us,
+            h.pinned_p99_us - d.pinned_p99_us,
+            s.pinned_p50_us - d.pinned_p50_us,
+            s.pinned_p99_us - d.pinned_p99_us
         );
         println!(
             "  relay CPU s/GiB: host-relay {:.3}, socat {:.3}",
@@ -441,7 +609,7 @@ pub fn run() -> Result {
             let mut o = String::new();
             let _ = write!(
                 o,
-                "    {{\"setup\": \"{setup}\", \"program\": \"{}\", \"bulk_up_gbps\": {:.3}, \"bulk_down_gbps\": {:.3}, \"parallel64_gbps\": {:.3}, \"setups_per_s\": {:.0}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"added_p50_us\": {:.1}, \"added_p99_us\": {:.1}, \"cpu_s_per_gib\": {}}}",
+                "    {{\"setup\": \"{setup}\", \"program\": \"{}\", \"bulk_up_gbps\": {:.3}, \"bulk_down_gbps\": {:.3}, \"parallel64_gbps\": {:.3}, \"setups_per_s\": {:.0}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"added_p50_us\": {:.1}, \"added_p99_us\": {:.1}, \"pinned_p50_us\": {:.1}, \"pinned_p99_us\": {:.1}, \"added_pinned_p50_us\": {:.1}, \"added_pinned_p99_us\": {:.1}, \"cpu_s_per_gib\": {}}}",
                 PROGRAMS[pi],
                 row.up_gbps,
                 row.down_gbps,
@@ -451,15 +619,34 @@ pub fn run() -> Result {
                 row.p99_us,
                 row.p50_us - d.p50_us,
                 row.p99_us - d.p99_us,
+                row.pinned_p50_us,
+                row.pinned_p99_us,
+                row.pinned_p50_us - d.pinned_p50_us,
+                row.pinned_p99_us - d.pinned_p99_us,
                 row.cpu_s_per_gib.map_or("null".to_string(), |c| format!("{c:.4}"))
             );
             rows.push(o);
         }
     }
     json.push_str(&rows.join(",\n"));
+    eprintln!("idle connections: {IDLE} through host-relay (tcp-tcp)");
+    let idle = idle_connections(&relay, workers)?;
+    println!(
+        "\nidle connections (tcp-tcp): {} held end to end; host-relay RSS {:.1} MiB before, {:.1} MiB with them ({:.2} KiB each; 10,000 would be {:.1} MiB)",
+        idle.conns,
+        idle.rss_before_kib as f64 / 1024.0,
+        idle.rss_after_kib as f64 / 1024.0,
+        idle.kib_per_conn(),
+        idle.mib_at_10k()
+    );
     let _ = write!(
         json,
-        "\n  ],\n  \"rounds\": {ROUNDS},\n  \"host_relay_workers\": {workers}\n}}\n"
+        "\n  ],\n  \"idle\": {{\"connections\": {}, \"rss_before_kib\": {}, \"rss_after_kib\": {}, \"kib_per_connection\": {:.3}, \"mib_at_10000\": {:.2}}},\n  \"rounds\": {ROUNDS},\n  \"host_relay_workers\": {workers}\n}}\n",
+        idle.conns,
+        idle.rss_before_kib,
+        idle.rss_after_kib,
+        idle.kib_per_conn(),
+        idle.mib_at_10k()
     );
     let path = out.join("relay.json");
     std::fs::write(&path, json).ctx(|| format!("writing {}", path.display()))?;

@@ -135,6 +135,7 @@ fn try_main() -> Result {
             boot_tests(&eif::build(&eif::Options::default())?)
         }
         "__harness" => run_task(&rest, true),
+        "__hold-peer" => bench_relay::hold_peer(),
         "stop" => {
             no_args(&rest)?;
             let dir = enclave::run_dir();
