@@ -24,12 +24,19 @@ install_packages() {
 # machine already uses), leaving the system's apt sources untouched. Debian's mirror may
 # lack the .dsc and Debian diff of a backport while the upstream .orig tarball is there, so
 # a partial download is not an error here; the caller checks for the file it needs.
-apt_source_download() {
-  local suite=$1 spec=$2 dir=$3 state uri
-  state=${XDG_CACHE_HOME:-$HOME/.cache}/enclave-https/apt-src
+# debian_archive_uri: the Debian archive the machine's apt uses (e.g. http://deb.debian.org/debian).
+debian_archive_uri() {
+  local uri
   uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   [[ -n $uri ]] || uri=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   [[ -n $uri ]] || { echo "ci: error: cannot find the Debian archive apt uses" >&2; return 1; }
+  echo "${uri%/}"
+}
+
+apt_source_download() {
+  local suite=$1 spec=$2 dir=$3 state uri
+  state=${XDG_CACHE_HOME:-$HOME/.cache}/enclave-https/apt-src
+  uri=$(debian_archive_uri) || return 1
   mkdir -p "$state/parts" "$state/lists/partial"
   printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
     "$uri" "$suite" >"$state/parts/src.sources"

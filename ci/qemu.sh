@@ -19,7 +19,7 @@ MESON_VERSION=1.5.0
 PYCOTAP_VERSION=1.3.1
 BUILD_PACKAGES=(libcbor-dev libgnutls28-dev libglib2.0-dev libfdt-dev libpixman-1-dev
   libslirp-dev ninja-build pkg-config flex bison python3-venv xz-utils gcc make
-  qemu-system-data)
+  qemu-system-data curl)
 
 log() { echo "qemu: $*" >&2; }
 die() { echo "qemu: error: $*" >&2; exit 1; }
@@ -47,7 +47,14 @@ orig=$downloads/$QEMU_ORIG
 if [[ ! -f $orig ]] || [[ $(sha256sum "$orig" | cut -d' ' -f1) != "$QEMU_ORIG_SHA256" ]]; then
   log "fetching the $QEMU_SOURCE_PACKAGE source ($QEMU_SOURCE_VERSION) from $QEMU_SOURCE_SUITE"
   apt_source_download "$QEMU_SOURCE_SUITE" "$QEMU_SOURCE_PACKAGE=$QEMU_SOURCE_VERSION" "$downloads"
-  [[ -f $orig ]] || die "apt-get source did not deliver $QEMU_ORIG"
+  if [[ ! -f $orig ]]; then
+    # The backport moved on (its .dsc is gone): the same upstream tarball stays in the pool as
+    # long as any Debian revision of this release uses it; the SHA-256 below still decides.
+    pool_url=$(debian_archive_uri)/pool/main/q/$QEMU_SOURCE_PACKAGE/$QEMU_ORIG
+    log "apt-get source did not deliver $QEMU_ORIG; fetching $pool_url"
+    curl -fsSL --retry 3 -o "$orig.partial" "$pool_url" && mv "$orig.partial" "$orig"
+  fi
+  [[ -f $orig ]] || die "neither apt-get source nor the archive's pool delivered $QEMU_ORIG"
 fi
 got=$(sha256sum "$orig" | cut -d' ' -f1)
 [[ $got == "$QEMU_ORIG_SHA256" ]] ||
