@@ -586,20 +586,17 @@ pub fn run() -> Result {
         line("ping-pong p99 (us)", |r| r.p99_us);
         line("one-CPU ping-pong p50 (us)", |r| r.pinned_p50_us);
         line("one-CPU ping-pong p99 (us)", |r| r.pinned_p99_us);
-        println!(
-            "  added latency p50/p99 (us): host-relay {:.1}/{:.1}, socat {:.1}/{:.1}",
-            h.p50_us - d.p50_us,
-            h.p99_us - d.p99_us,
-            s.p50_us - d.p50_us,
-            s.p99_us - d.p99_us
-        );
-        println!(
-            "  added latency p50/p99, one CPU (us): host-relay {:.1}/{:.1}, socat {:.1}/{:.1}",
-            h.pinned_p50_us - d.pinned_p50_us,
-            h.pinned_p99_us - d.pinned_p99_us,
-            s.pinned_p50_us - d.pinned_p50_us,
-            s.pinned_p99_us - d.pinned_p99_us
-        );
+        let added = |how: &str, p50: fn(&Row) -> f64, p99: fn(&Row) -> f64| {
+            println!(
+                "  added latency p50/p99{how} (us): host-relay {:.1}/{:.1}, socat {:.1}/{:.1}",
+                p50(h) - p50(d),
+                p99(h) - p99(d),
+                p50(s) - p50(d),
+                p99(s) - p99(d)
+            );
+        };
+        added("", |r| r.p50_us, |r| r.p99_us);
+        added(", one CPU", |r| r.pinned_p50_us, |r| r.pinned_p99_us);
         println!(
             "  relay CPU s/GiB: host-relay {:.3}, socat {:.3}",
             h.cpu_s_per_gib.unwrap_or(0.0),
