@@ -10,7 +10,9 @@
 //! Two rounds, programs alternated, best of each kept. Results: target/bench/relay.json.
 //! A benchmark, not a test: nothing here asserts a speed.
 
-use crate::cmd::{cargo, err, have, project_root, run as run_cmd, Context, Result};
+use crate::cmd::{
+    cargo, err, free_port, have, project_root, rss_kib, run as run_cmd, Context, Result,
+};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -131,11 +133,6 @@ fn start_servers(dir: &Path) -> Result<(SocketAddr, PathBuf)> {
         }
     });
     Ok((ta, path))
-}
-
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "finding a free port".into())?;
-    Ok(l.local_addr().ctx(|| "finding a free port".into())?.port())
 }
 
 /// A relay process under test, killed on drop.
@@ -359,16 +356,6 @@ pub fn hold_peer() -> Result {
     Ok(())
 }
 
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// What the idle-connections measurement saw.
 #[derive(Debug, Default)]
 struct Idle {
@@ -415,7 +402,7 @@ fn idle_connections(relay: &Path, workers: usize) -> Result<Idle> {
     thread::sleep(Duration::from_millis(200));
     let pid = p.0.id();
     let mut idle = Idle {
-        rss_before_kib: rss_kib(pid),
+        rss_before_kib: rss_kib(pid)?,
         ..Idle::default()
     };
     let mut held = Vec::with_capacity(IDLE);
@@ -436,7 +423,7 @@ fn idle_connections(relay: &Path, workers: usize) -> Result<Idle> {
     }
     thread::sleep(Duration::from_millis(500));
     idle.conns = held.len();
-    idle.rss_after_kib = rss_kib(pid);
+    idle.rss_after_kib = rss_kib(pid)?;
     drop(held);
     drop(p);
     drop(peer);

@@ -19,11 +19,13 @@
 //! nothing here asserts a speed. Needs `wrk`, `nginx`, `openssl` and `taskset`; wrk and nginx
 //! are installed with apt-get when missing (as root).
 
-use crate::cmd::{cargo, err, have, output, project_root, run as run_cmd, Context, Result};
+use crate::cmd::{
+    cargo, err, free_port, have, output, project_root, rss_kib, run as run_cmd, Context, Result,
+};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -149,11 +151,6 @@ impl Memory {
 #[allow(clippy::cast_precision_loss)]
 fn to_f64(n: u64) -> f64 {
     n as f64
-}
-
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "finding a free port".into())?;
-    Ok(l.local_addr().ctx(|| "finding a free port".into())?.port())
 }
 
 /// Installs wrk and nginx when missing (idempotent).
@@ -355,16 +352,6 @@ fn cpu_secs(pid: u32, p: &Paths) -> Result<f64> {
             .ok_or_else(|| crate::cmd::Error(format!("{path}: no field {n}")))
     };
     Ok(to_f64(field(14)? + field(15)?) / p.ticks_per_sec)
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = fs::read_to_string(&path).ctx(|| format!("reading {path}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| crate::cmd::Error(format!("{path}: no VmRSS")))
 }
 
 /// A wrk duration (`812.00us`, `1.23ms`, `2.00s`) in milliseconds.

@@ -5,7 +5,7 @@
 //! console line and a reboot within seconds.
 
 use crate::check::Outcome;
-use crate::cmd::{err, output, project_root, Context, Result};
+use crate::cmd::{err, free_port, output, project_root, Context, Result};
 use crate::eif::{self, json_string, Image};
 use crate::enclave::{self, Options, Summary, Tools};
 use std::fs;
@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// A broken image must be over this quickly (QEMU start to reboot, under TCG).
 const FAULT_LIMIT: Duration = Duration::from_secs(30);
+
+/// What init prints once the NSM has seeded the kernel's entropy pool.
+const ENTROPY_LINE: &str = "init: entropy: credited";
 
 /// Console lines init must print on a good boot.
 const GOOD_BOOT_LINES: &[&str] = &[
@@ -36,11 +39,6 @@ fn outcome(name: &str, r: Result) -> Outcome {
 }
 
 /// A port nothing listens on right now.
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").ctx(|| "finding a free port".into())?;
-    Ok(l.local_addr().ctx(|| "finding a free port".into())?.port())
-}
-
 /// Builds an image like `image` whose application ramdisk is made from `list` (the text of
 /// an app.list) and, if given, a different `/cmd`.
 fn variant(image: &Image, name: &str, list: &str, cmd: Option<&str>) -> Result<PathBuf> {
@@ -91,17 +89,26 @@ fn variant_with(
 /// That is QEMU's fault, not the image's: such a boot is tried once more, and said so loudly; a
 /// second stall fails the test.
 fn nsm_stalled(console: &str) -> bool {
-    !console.contains("init: entropy: credited")
+    !console.contains(ENTROPY_LINE)
         && console.contains("init: mounted sysfs on /sys")
         && !console.contains("cannot open /dev/nsm")
+}
+
+/// Whether the boot whose console is in `dir` stalled in the emulator's NSM (and did not print
+/// `expect`, the line a fault test waits for); if so, says that it will be booted once more.
+fn retry_after_nsm_stall(dir: &Path, expect: &str) -> bool {
+    let console = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    let retry = !console.contains(expect) && nsm_stalled(&console);
+    if retry {
+        println!("       RETRY: the emulator's NSM stalled before init seeded its entropy; booting once more");
+    }
+    retry
 }
 
 /// [`boot_once`], once more after an emulator NSM stall.
 fn boot_expecting(tools: &Tools, image: enclave::Image, dir: &Path, expect: &str) -> Result {
     let first = boot_once(tools, image.clone(), dir, expect);
-    let console = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
-    if first.is_err() && !console.contains(expect) && nsm_stalled(&console) {
-        println!("       RETRY: the emulator's NSM stalled before init seeded its entropy; booting once more");
+    if first.is_err() && retry_after_nsm_stall(dir, expect) {
         return boot_once(tools, image, dir, expect);
     }
     first
@@ -232,13 +239,9 @@ pub fn serve(image: &Image) -> Vec<Outcome> {
     };
     opts.port = port;
     let mut started = enclave::start_detached(&opts, Duration::from_secs(180));
-    if started.is_err() {
-        let console = fs::read_to_string(opts.dir.join("console.log")).unwrap_or_default();
-        if nsm_stalled(&console) {
-            println!("       RETRY: the emulator's NSM stalled before init seeded its entropy; booting once more");
-            let _ = enclave::stop(&opts.dir);
-            started = enclave::start_detached(&opts, Duration::from_secs(180));
-        }
+    if started.is_err() && retry_after_nsm_stall(&opts.dir, ENTROPY_LINE) {
+        let _ = enclave::stop(&opts.dir);
+        started = enclave::start_detached(&opts, Duration::from_secs(180));
     }
     let ok = started.is_ok();
     outcomes.push(outcome(
