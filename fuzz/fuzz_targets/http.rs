@@ -1,7 +1,8 @@
 //! Request parsing and handling, without sockets or TLS: bytes go through
 //! [`server::http::Session`] (the sans-I/O HTTP/1.1 layer the workers drive) into the default
-//! application (`/health`, `/attestation` with a fake NSM, `/private-data` with a fixed key),
-//! in chunks of a size the input chooses, as a client that trickles its bytes would.
+//! application (`/health`, `/attestation` with a fake NSM, `/private-data` with a fixed key;
+//! its modules are included from `server/src/bin/server`), in chunks of a size the input
+//! chooses, as a client that trickles its bytes would.
 //!
 //! The first byte picks the chunk size (bits 0-5: 1 to 64 bytes, 0 = everything at once),
 //! tight limits instead of the defaults (bit 6, to reach 413/414/431 quickly) and a shutdown
@@ -11,14 +12,23 @@
 
 #![no_main]
 
+#[allow(dead_code)]
+#[path = "../../server/src/bin/server/app.rs"]
+mod app;
+#[allow(dead_code)]
+#[path = "../../server/src/bin/server/vault.rs"]
+mod vault;
+
+use app::App;
 use libfuzzer_sys::fuzz_target;
-use server::app::App;
-use server::http::{Ctx, Session};
+use server::attest::Attestation;
+use server::budget::Budget;
+use server::http::{Ctx, Session, DEFAULT_SLICE, OUT_HIGH_WATER};
 use server::nsm::{AttestError, Attester};
-use server::vault::{EnclaveKey, Vault};
 use server::{Limits, Stats};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use vault::{EnclaveKey, Vault};
 
 /// Answers with a fixed document, or fails when the nonce starts with 0xff.
 struct FakeNsm;
@@ -40,11 +50,12 @@ fn cert() -> &'static [u8] {
 fn app() -> App {
     let key =
         EnclaveKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("fixed key");
+    let budget = Arc::new(Budget::new(64 << 20));
     App::new(
         Arc::new(Stats::default()),
-        Some(Box::new(FakeNsm)),
-        cert(),
-        Vault::new(&key).expect("vault"),
+        Arc::clone(&budget),
+        Attestation::new(Some(FakeNsm), cert()),
+        Vault::new(&key, 4 << 20, Some(budget)).expect("vault"),
     )
 }
 
@@ -95,6 +106,9 @@ fuzz_target!(|data: &[u8]| {
                 handler: &app,
                 date: b"Thu, 01 Jan 1970 00:00:00 GMT",
                 log: &mut log,
+                shed: mode & 0x40 != 0 && fed % 7 == 0,
+                slice: DEFAULT_SLICE,
+                out_limit: OUT_HIGH_WATER,
             };
             session.process(&mut input, &mut out, &mut ctx);
             assert!(input.len() <= before, "input grew");
@@ -104,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
                 String::from_utf8_lossy(&out[..out.len().min(64)])
             );
             // Called again only when the output high-water mark paused the pipeline.
-            if out.len() < server::http::OUT_HIGH_WATER || input.is_empty() {
+            if out.len() < OUT_HIGH_WATER || input.is_empty() {
                 break;
             }
         }
@@ -117,6 +131,9 @@ fuzz_target!(|data: &[u8]| {
             handler: &app,
             date: b"",
             log: &mut log,
+            shed: false,
+            slice: DEFAULT_SLICE,
+            out_limit: OUT_HIGH_WATER,
         };
         session.process(&mut input, &mut out, &mut ctx);
         assert!(out.is_empty(), "output after close");

@@ -83,8 +83,8 @@ pub fn p256_spki(point: &[u8]) -> Vec<u8> {
 pub struct Generated {
     /// The self-signed certificate.
     pub cert_der: Vec<u8>,
-    /// The private key (PKCS#8 v1); handed to rustls and dropped.
-    pub key_pkcs8: Vec<u8>,
+    /// The private key (PKCS#8 v1), wiped when dropped.
+    pub key_pkcs8: zeroize::Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Generated {
@@ -133,7 +133,7 @@ pub fn generate() -> Result<Generated> {
     let cert_der = seq(&[&tbs, &sig_alg, &bit_string(sig.as_ref())]);
     Ok(Generated {
         cert_der,
-        key_pkcs8: pkcs8.as_ref().to_vec(),
+        key_pkcs8: zeroize::Zeroizing::new(pkcs8.as_ref().to_vec()),
     })
 }
 

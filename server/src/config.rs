@@ -1,6 +1,5 @@
 //! What the server is told: where to listen, how many workers, and the limits every connection
-//! is held to. Parsing of the textual forms (`vsock:PORT`, `tcp:ADDR:PORT`, `10s`) lives here so
-//! the binary and tests share it.
+//! is held to, and their defaults for the memory the server has.
 
 use crate::error::{Error, Result};
 use std::fmt;
@@ -50,12 +49,29 @@ impl fmt::Display for ListenAddr {
 /// header array lives on the stack.
 pub const MAX_HEADERS_CAP: usize = 128;
 
-/// Limits applied to every connection; a client that exceeds one gets the status named on the
-/// field (then the connection is closed) or is disconnected, and no other connection notices.
+const MIB: u64 = 1024 * 1024;
+/// Memory left aside from the budget and the connections' kernel buffers: the binary, thread
+/// stacks, the allocator's own overhead, and (in an enclave) the kernel and the ramdisk.
+pub const RESERVED_MEMORY: u64 = 16 * MIB;
+/// What one connection may need at least, in the budget and again in the kernel: a TLS
+/// connection's state and buffers with one request in (about 56 KiB in the budget's
+/// accounting), and its socket buffers (the vsock listener's receive buffer is set to half of
+/// this, `listener.rs`).
+pub const BYTES_PER_CONNECTION: u64 = 64 * 1024;
+/// The default connection limit never exceeds this, however large the memory.
+pub const MAX_CONNECTIONS_CAP: usize = 10_000;
+/// The smallest memory budget accepted.
+pub const MIN_MEMORY_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Limits applied to every connection and to all of them together; a client that exceeds one
+/// gets the status named on the field (then the connection is closed) or is disconnected, and
+/// no other connection notices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Concurrent connections over all workers; further ones are accepted and closed at once.
     pub max_connections: usize,
+    /// Bytes the server may hold for all its connections together (see `budget.rs`).
+    pub memory_budget: usize,
     /// Bytes of request line plus headers (431).
     pub max_header_bytes: usize,
     /// Header lines per request (431); at most [`MAX_HEADERS_CAP`].
@@ -71,15 +87,41 @@ pub struct Limits {
     /// Time allowed from a request's first byte to its last (headers and body): the slowloris
     /// guard.
     pub request_timeout: Duration,
-    /// Time a connection may sit with no request in progress, or with responses the client does
-    /// not read.
+    /// Time a connection may sit with no request in progress.
     pub idle_timeout: Duration,
+    /// The slow-reader guard: while responses wait to be sent, the client must take at least
+    /// [`MIN_SEND_PROGRESS`] bytes of them (or all of them) within each such period.
+    pub send_timeout: Duration,
 }
 
+/// The progress a client must make reading its responses per [`Limits::send_timeout`].
+pub const MIN_SEND_PROGRESS: usize = 16 * 1024;
+
 impl Default for Limits {
+    /// The limits for a 256 MiB machine (the enclave size the README recommends); the server
+    /// binary uses [`Limits::for_memory`] with the memory it finds.
     fn default() -> Limits {
+        Limits::for_memory(256 * MIB)
+    }
+}
+
+impl Limits {
+    /// The defaults for a process with `memory` bytes: of what is left after
+    /// [`RESERVED_MEMORY`], half is the memory budget and the other half is for the kernel
+    /// (socket buffers). The connection limit lets every connection take
+    /// [`BYTES_PER_CONNECTION`] within the first half of the budget (where it is not held back
+    /// yet, `budget.rs`), at most [`MAX_CONNECTIONS_CAP`].
+    pub fn for_memory(memory: u64) -> Limits {
+        let usable = memory.saturating_sub(RESERVED_MEMORY);
+        let budget = usize::try_from(usable / 2)
+            .unwrap_or(usize::MAX)
+            .max(MIN_MEMORY_BUDGET);
+        let conns = usize::try_from(usable / 4 / BYTES_PER_CONNECTION)
+            .unwrap_or(usize::MAX)
+            .clamp(16, MAX_CONNECTIONS_CAP);
         Limits {
-            max_connections: 10_000,
+            max_connections: conns,
+            memory_budget: budget,
             max_header_bytes: 8 * 1024,
             max_headers: 64,
             max_uri_bytes: 4 * 1024,
@@ -88,11 +130,18 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(10),
         }
     }
-}
 
-impl Limits {
+    /// The most input one connection may hold: one request of the maximum size, its encoding
+    /// overhead, and slack.
+    pub fn input_cap(&self) -> usize {
+        self.max_header_bytes
+            .saturating_add(self.max_body_bytes.saturating_mul(2))
+            .saturating_add(64 * 1024)
+    }
+
     /// Checks the values that would make the server useless or unsafe.
     pub fn validate(&self) -> Result<()> {
         let err = |s: &str| Err(Error::Config(s.to_owned()));
@@ -113,10 +162,18 @@ impl Limits {
         if self.max_requests_per_connection == 0 {
             return err("max requests per connection must be at least 1");
         }
+        let needed = self.input_cap().max(MIN_MEMORY_BUDGET);
+        if self.memory_budget < needed {
+            return Err(Error::Config(format!(
+                "the memory budget ({} bytes) must be at least {needed} bytes: one request of the maximum size must fit",
+                self.memory_budget
+            )));
+        }
         for (name, d) in [
             ("handshake", self.handshake_timeout),
             ("request", self.request_timeout),
             ("idle", self.idle_timeout),
+            ("send", self.send_timeout),
         ] {
             if d.is_zero() {
                 return Err(Error::Config(format!(
@@ -125,25 +182,6 @@ impl Limits {
             }
         }
         Ok(())
-    }
-}
-
-/// Parses `10`, `10s`, `500ms` or `2m` into a duration (seconds when no unit is given).
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let (digits, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, ""), |i| s.split_at(i));
-    let bad = || format!("invalid duration {s:?}: expected a number with s, ms or m");
-    if digits.is_empty() {
-        return Err(bad());
-    }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad),
-        _ => Err(bad()),
     }
 }
 
@@ -180,17 +218,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        for bad in ["", "s", "-1", "1h", "1.5s", "99999999999999999999"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn default_limits_are_valid_and_zero_is_not() {
         Limits::default().validate().unwrap();
         let l = Limits {
@@ -203,5 +230,29 @@ mod tests {
             ..Limits::default()
         };
         assert!(l.validate().is_err());
+        let l = Limits {
+            memory_budget: 1024 * 1024,
+            ..Limits::default()
+        };
+        assert_eq!(
+            l.validate().unwrap_err().to_string(),
+            "configuration: the memory budget (1048576 bytes) must be at least 4194304 bytes: one request of the maximum size must fit"
+        );
+    }
+
+    #[test]
+    fn defaults_follow_the_memory() {
+        let l = Limits::for_memory(256 * MIB);
+        assert_eq!(l.memory_budget, 120 * 1024 * 1024);
+        assert_eq!(l.max_connections, 960);
+        let l = Limits::for_memory(64 * MIB);
+        assert_eq!(l.memory_budget, 24 * 1024 * 1024);
+        assert_eq!(l.max_connections, 192);
+        let l = Limits::for_memory(64 * 1024 * MIB);
+        assert_eq!(l.max_connections, MAX_CONNECTIONS_CAP);
+        let l = Limits::for_memory(0);
+        assert_eq!(l.memory_budget, MIN_MEMORY_BUDGET);
+        assert_eq!(l.max_connections, 16);
+        l.validate().unwrap();
     }
 }

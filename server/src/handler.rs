@@ -2,14 +2,21 @@
 //! validated [`Request`] and returns a [`Response`]. Framing (Content-Length, chunked bodies,
 //! keep-alive, `Connection: close`, HEAD, limits) is the loop's business, not the handler's.
 
+/// The headers of a request: as parsed from the wire, or as a test gave them.
+#[derive(Debug, Clone, Copy)]
+enum Headers<'a> {
+    Parsed(&'a [httparse::Header<'a>]),
+    Given(&'a [(&'a str, &'a [u8])]),
+}
+
 /// A parsed request, borrowed from the connection's input buffer.
 #[derive(Debug)]
 pub struct Request<'a> {
-    pub(crate) method: &'a str,
-    pub(crate) path: &'a str,
-    pub(crate) query: Option<&'a str>,
-    pub(crate) headers: &'a [httparse::Header<'a>],
-    pub(crate) body: &'a [u8],
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: Headers<'a>,
+    body: &'a [u8],
 }
 
 impl<'a> Request<'a> {
@@ -31,15 +38,22 @@ impl<'a> Request<'a> {
 
     /// The value of the first header named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     /// All headers, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
-        self.headers.iter().map(|h| (h.name, h.value))
+        let (parsed, given): (&[httparse::Header<'a>], &[(&'a str, &'a [u8])]) = match self.headers
+        {
+            Headers::Parsed(h) => (h, &[]),
+            Headers::Given(h) => (&[], h),
+        };
+        parsed
+            .iter()
+            .map(|h| (h.name, h.value))
+            .chain(given.iter().copied())
     }
 
     /// The body (decoded if it was sent chunked; empty if there was none).
@@ -47,8 +61,25 @@ impl<'a> Request<'a> {
         self.body
     }
 
-    /// Builds a request by hand (for handlers' own tests).
+    /// Builds a request by hand (for handlers' own tests): headers as (name, value) pairs.
     pub fn new(
+        method: &'a str,
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a [(&'a str, &'a [u8])],
+        body: &'a [u8],
+    ) -> Request<'a> {
+        Request {
+            method,
+            path,
+            query,
+            headers: Headers::Given(headers),
+            body,
+        }
+    }
+
+    /// A request as the HTTP layer parsed it.
+    pub(crate) fn parsed(
         method: &'a str,
         path: &'a str,
         query: Option<&'a str>,
@@ -59,7 +90,7 @@ impl<'a> Request<'a> {
             method,
             path,
             query,
-            headers,
+            headers: Headers::Parsed(headers),
             body,
         }
     }
@@ -78,6 +109,9 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// The body is a secret (decrypted private data): the loop wipes it, and its serialized
+    /// copy, once sent to TLS.
+    pub sensitive: bool,
 }
 
 impl Response {
@@ -88,6 +122,7 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body: body.into(),
+            sensitive: false,
         }
     }
 
@@ -100,9 +135,16 @@ impl Response {
     pub fn json_error(status: u16, message: &str) -> Response {
         let mut body = String::with_capacity(message.len() + 16);
         body.push_str("{\"error\":");
-        push_json_string(&mut body, message);
+        contract::json::write_string(&mut body, message);
         body.push('}');
         Response::json(status, body)
+    }
+
+    /// Marks the body as a secret (see [`Response::sensitive`](Response#structfield.sensitive)).
+    #[must_use]
+    pub fn sensitive(mut self) -> Response {
+        self.sensitive = true;
+        self
     }
 
     /// Adds a header.
@@ -111,25 +153,6 @@ impl Response {
         self.headers.push((name, value.into()));
         self
     }
-}
-
-/// Appends `s` as a JSON string literal.
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// An application: called once per request, on the worker thread that owns the connection, so it
@@ -161,10 +184,7 @@ mod tests {
 
     #[test]
     fn header_lookup_is_case_insensitive() {
-        let headers = [httparse::Header {
-            name: "Content-Type",
-            value: b"text/plain",
-        }];
+        let headers: [(&str, &[u8]); 1] = [("Content-Type", b"text/plain")];
         let r = Request::new("GET", "/", None, &headers, b"");
         assert_eq!(r.header("content-type"), Some(&b"text/plain"[..]));
         assert_eq!(r.header("host"), None);

@@ -1,5 +1,8 @@
-//! The HTTPS server of enclave-https: the one process inside the enclave, and a library for
-//! writing your own.
+//! The HTTPS server of enclave-https, as a library: the event loop, TLS, HTTP/1.1, the
+//! [`Handler`] API, and the pieces an enclave application needs (the attestation endpoint and
+//! the NSM attester, the memory budget, secrets from the environment). The `server` binary,
+//! whose routes are `/health`, `/attestation` and `/private-data`, is one application built on
+//! it (`src/bin/server/`); yours is another.
 //!
 //! # Design
 //!
@@ -9,52 +12,68 @@
 //!  TCP: one SO_REUSEPORT listener per worker; vsock: one listener shared with EPOLLEXCLUSIVE
 //! ```
 //!
-//! - [`tls`] holds every rustls call: rustls 0.23's sans-I/O `ServerConnection`, driven with
-//!   `read_tls` / `process_new_packets` / `reader()` / `writer()` / `write_tls`, interest
-//!   recomputed from `wants_read` / `wants_write` after each event.
-//! - [`http`] is HTTP/1.1 without I/O (httparse underneath): keep-alive, pipelining,
-//!   Content-Length and chunked bodies, `Expect: 100-continue`, HEAD, limits with their status
-//!   codes, request-smuggling shapes refused.
+//! - `worker.rs` owns epoll, the slab of connections, accepting and the clock; [`conn`] is
+//!   one connection's state machine (phases, deadlines, lingering, back-pressure, its share
+//!   of the budget), generic over the byte stream so tests drive it without sockets.
+//! - [`tls`] holds every rustls call (rustls 0.23's sans-I/O `ServerConnection`).
+//! - [`http`] is HTTP/1.1 without I/O: keep-alive, pipelining, Content-Length and chunked
+//!   bodies, `Expect: 100-continue`, HEAD, limits with their status codes, and the framing
+//!   shapes that other parsers read differently refused with 400.
+//! - [`budget`]: every byte held for connections is counted against one memory budget, from
+//!   the memory the server has ([`memory`]); near it the server sheds load instead of dying.
 //! - Errors of one connection close that connection only; nothing a client sends can panic
 //!   the server (no unwrap, expect or indexing on received bytes).
 //! - [`Server::stop_on_signals`]: SIGTERM/SIGINT arrive on a signalfd watched by every
 //!   worker's epoll; the workers stop accepting, finish the requests in progress for a bounded
 //!   time, and [`Server::run`] returns `Ok`.
-//! - [`vault`]: the enclave key and the sealed, memory-only value of `/private-data`.
 //!
-//! # Your own routes
+//! # Your own application
+//!
+//! A handler is any `Fn(&Request) -> Response` (or a type implementing [`Handler`]); mount
+//! the library's attestation endpoint beside your routes so clients can check what they talk
+//! to. `examples/hello` in the repository is this, built and tested in CI:
 //!
 //! ```no_run
-//! use server::{Config, Handler, Identity, Limits, Request, Response, Server};
+//! use server::attest::Attestation;
+//! use server::nsm::Nsm;
+//! use server::{Config, Identity, Limits, Request, Response, Server};
 //! use std::sync::Arc;
 //!
 //! # fn main() -> server::Result<()> {
-//! let hello = |req: &Request<'_>| match req.path() {
-//!     "/" => Response::new(200, "text/plain", "hello\n"),
+//! // A key pair made inside the enclave; its certificate is what the attestation binds.
+//! let identity = Identity::generate()?;
+//! let attestation = Attestation::new(Nsm::open_default().ok(), identity.leaf_der());
+//! let app = move |req: &Request<'_>| match req.path() {
+//!     "/" => Response::new(200, "text/plain", "hello from the enclave\n"),
+//!     "/attestation" => attestation.handle(req),
 //!     _ => Response::json_error(404, "not found"),
 //! };
-//! let config = Config { listen: "tcp:127.0.0.1:8443".parse()?, workers: 1, limits: Limits::default() };
-//! let server = Server::bind(&config, Some(Identity::generate()?.into_config()?))?;
-//! server.run(Arc::new(hello))
+//! let limits = Limits::for_memory(server::memory::detect().map_or(256 << 20, |m| m.bytes));
+//! let config = Config { listen: "vsock:443".parse()?, workers: 2, limits };
+//! let mut server = Server::bind(&config, Some(identity.into_config()?))?;
+//! server.stop_on_signals(std::time::Duration::from_secs(5))?;
+//! server.run(Arc::new(app))
 //! # }
 //! ```
 
 #![deny(unsafe_code)]
 
-pub mod app;
+pub mod attest;
+pub mod budget;
 pub mod cert;
-pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod handler;
 pub mod http;
 pub mod listener;
+pub mod memory;
 pub mod nsm;
+pub mod secrets;
 pub mod server;
-#[allow(unsafe_code)] // the one accept4 descriptor handover; see the module's SAFETY comment
+#[allow(unsafe_code)] // accept4's descriptor handover and the environment wipe; see SAFETY comments
 mod sys;
 pub mod tls;
-pub mod vault;
 mod worker;
 
 // The public interface:

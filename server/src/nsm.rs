@@ -41,6 +41,11 @@ pub trait Attester: Send + Sync {
 pub struct Nsm(File);
 
 impl Nsm {
+    /// Opens [`DEVICE`].
+    pub fn open_default() -> io::Result<Nsm> {
+        Nsm::open(Path::new(DEVICE))
+    }
+
     /// Opens the device (read-write, as the driver's ioctl needs).
     pub fn open(path: &Path) -> io::Result<Nsm> {
         std::fs::OpenOptions::new()

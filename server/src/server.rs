@@ -2,12 +2,13 @@
 //! (until a worker fails, or, after [`Server::stop_on_signals`], until SIGTERM or SIGINT has
 //! been handled: every worker drained).
 
+use crate::budget::Budget;
 use crate::config::{Limits, ListenAddr};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::listener;
 use crate::tls::ServerConfig;
-use crate::worker::Worker;
+use crate::worker::{Shared, Worker};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::io::Write as _;
@@ -46,6 +47,8 @@ pub struct Stats {
     pub accepted: AtomicU64,
     /// Connections closed at once because `max_connections` were open.
     pub refused: AtomicU64,
+    /// Connections closed at once because the memory budget was shedding load.
+    pub refused_memory: AtomicU64,
     /// Connections closed because a deadline passed.
     pub timed_out: AtomicU64,
     /// Request log lines dropped because stdout was too slow.
@@ -76,6 +79,7 @@ pub struct Server {
     tls: Option<Arc<ServerConfig>>,
     limits: Limits,
     stats: Arc<Stats>,
+    budget: Arc<Budget>,
     shutdown: Option<(Arc<SignalFd>, Duration)>,
 }
 
@@ -101,6 +105,7 @@ impl Server {
             tls,
             limits: config.limits.clone(),
             stats: Arc::new(Stats::default()),
+            budget: Arc::new(Budget::new(config.limits.memory_budget)),
             shutdown: None,
         })
     }
@@ -131,6 +136,12 @@ impl Server {
         Arc::clone(&self.stats)
     }
 
+    /// The memory budget shared by the workers (for an application that keeps data of its
+    /// own per client, and for `/health`).
+    pub fn budget(&self) -> Arc<Budget> {
+        Arc::clone(&self.budget)
+    }
+
     /// Runs the workers until one fails (returns that failure) or, after
     /// [`Server::stop_on_signals`], until a signal has been handled (returns `Ok` after a
     /// line on stdout saying how the drain went).
@@ -144,16 +155,17 @@ impl Server {
             .spawn(move || write_log(&log_rx, &stats))
             .map_err(Error::Spawn)?;
         for (i, listener) in self.bound.listeners.into_iter().enumerate() {
-            let mut worker = Worker::new(
-                listener,
-                self.bound.shared,
-                self.tls.clone(),
-                Arc::clone(&handler),
-                self.limits.clone(),
-                Arc::clone(&self.stats),
-                log_tx.clone(),
-            )
-            .map_err(Error::Epoll)?;
+            let shared = Shared {
+                tls: self.tls.clone(),
+                handler: Arc::clone(&handler),
+                limits: self.limits.clone(),
+                stats: Arc::clone(&self.stats),
+                budget: Arc::clone(&self.budget),
+                slice: crate::http::DEFAULT_SLICE,
+                log_tx: log_tx.clone(),
+            };
+            let mut worker =
+                Worker::new(listener, self.bound.shared, shared).map_err(Error::Epoll)?;
             if let Some((signals, drain)) = &self.shutdown {
                 worker
                     .stop_on(Arc::clone(signals), *drain)

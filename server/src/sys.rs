@@ -39,13 +39,30 @@ impl AsFd for Socket {
     }
 }
 
-impl io::Read for &Socket {
+impl io::Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Ok(nix::unistd::read(&self.0, buf)?)
     }
 }
 
-impl io::Write for &Socket {
+impl crate::conn::Stream for Socket {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        Socket::shutdown_write(self)
+    }
+
+    fn unsent(&self) -> Option<usize> {
+        let mut n: nix::libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int, the bytes in the socket's send queue
+        // not yet taken by the peer, to the live `n`; the descriptor is ours and open.
+        let r = unsafe { nix::libc::ioctl(self.0.as_raw_fd(), nix::libc::TIOCOUTQ, &raw mut n) };
+        if r < 0 {
+            return None; // not supported by this socket type or kernel
+        }
+        usize::try_from(n).ok()
+    }
+}
+
+impl io::Write for Socket {
     /// `send` with MSG_NOSIGNAL: a peer that went away gives EPIPE, never SIGPIPE.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Ok(socket::send(
@@ -58,4 +75,43 @@ impl io::Write for &Socket {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+extern "C" {
+    /// The process's environment: a NULL-terminated array of `NAME=VALUE` C strings (POSIX;
+    /// glibc and musl both define it).
+    static mut environ: *mut *mut nix::libc::c_char;
+}
+
+/// Overwrites with zeros, in place, the value of every `name=` entry of the process's
+/// environment, so that neither `getenv` nor `/proc/self/environ` shows it any more. Returns
+/// how many entries were wiped. Call it before any other thread exists.
+pub fn wipe_env(name: &str) -> usize {
+    let mut wiped = 0;
+    // SAFETY: `environ` is the C library's environment array: NULL-terminated, each entry a
+    // NUL-terminated string in writable memory (the initial block on the stack, or a copy made
+    // by setenv). We read it through raw pointers without creating references to the static,
+    // stop at the NULL entry, and write only bytes before each string's NUL. The caller
+    // guarantees no other thread reads or changes the environment meanwhile.
+    unsafe {
+        let mut entry = std::ptr::addr_of!(environ).read();
+        if entry.is_null() {
+            return 0;
+        }
+        while !(*entry).is_null() {
+            let s = *entry;
+            let bytes = std::ffi::CStr::from_ptr(s).to_bytes();
+            let prefix = name.len() + 1;
+            if bytes.len() >= prefix
+                && bytes.get(..name.len()) == Some(name.as_bytes())
+                && bytes.get(name.len()) == Some(&b'=')
+            {
+                let len = bytes.len();
+                std::ptr::write_bytes(s.add(prefix), 0, len - prefix);
+                wiped += 1;
+            }
+            entry = entry.add(1);
+        }
+    }
+    wiped
 }

@@ -26,7 +26,8 @@ pub enum Source {
     Files,
 }
 
-/// A certificate chain and its private key.
+/// A certificate chain and its private key; the key's bytes are wiped when it is dropped
+/// (rustls keeps only the signing key it loads from them).
 pub struct Identity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -48,7 +49,7 @@ impl Identity {
         let g = cert::generate()?;
         Ok(Identity {
             chain: vec![CertificateDer::from(g.cert_der.clone())],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(g.key_pkcs8.clone())),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(g.key_pkcs8.to_vec())),
             source: Source::Generated,
         })
     }
@@ -90,26 +91,45 @@ impl Identity {
         self.source
     }
 
-    /// The server configuration; the key moves into rustls (which checks it matches the
-    /// certificate) and this copy is dropped (pki-types zeroizes it).
+    /// The server configuration: rustls loads a signing key from the key's bytes (borrowed,
+    /// so no copy of them is left behind when this identity is dropped and wiped) and we check
+    /// that it matches the certificate.
     pub fn into_config(self) -> Result<Arc<ServerConfig>> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&self.key)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let certified = rustls::sign::CertifiedKey::new(self.chain.clone(), signing);
+        match certified.keys_match() {
+            // As rustls' own `with_single_cert`: a key type that cannot tell is not an error.
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(e) => return Err(Error::Tls(e.to_string())),
+        }
+        let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(certified));
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| Error::Tls(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(self.chain, self.key)
-            .map_err(|e| Error::Tls(e.to_string()))?;
+            .with_cert_resolver(resolver);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
     }
 }
 
 /// What reading from the socket gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
-    /// Some bytes came in (possibly no plaintext yet).
-    Data,
+    /// Some bytes came in (possibly no plaintext yet); `short`: fewer than asked for, so the
+    /// socket is most likely empty now and another read would only return EAGAIN.
+    Data {
+        /// The read returned less than it could have.
+        short: bool,
+    },
     /// Nothing there now.
     WouldBlock,
     /// The peer closed the stream (TCP EOF or TLS close_notify).
@@ -119,13 +139,47 @@ pub enum Received {
     Fatal,
 }
 
+/// The most a rustls connection buffers of ciphertext not yet decrypted outside the
+/// handshake: one record of the largest size (rustls' `MAX_WIRE_SIZE`).
+pub const MAX_RECORD: usize = 16_384 + 2_048 + 5;
+/// The most rustls buffers of a handshake message being joined from several records.
+pub const MAX_HANDSHAKE: usize = 0xffff;
+/// rustls' own state of one connection (keys, transcript, small buffers), rounded up.
+const STATE: usize = 4 * 1024;
+/// What encrypting adds to a write, at most (a record header and tag per 16 KiB, rounded up).
+const RECORD_OVERHEAD: usize = 64;
+
+/// A reader that remembers whether its last read was short.
+struct Counting<R> {
+    inner: R,
+    read: usize,
+    short: bool,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n;
+        self.short = n < buf.len();
+        Ok(n)
+    }
+}
+
 /// One TLS connection, server side.
-pub struct Conn(rustls::ServerConnection);
+pub struct Conn {
+    tls: rustls::ServerConnection,
+    /// Ciphertext received while handshaking (what rustls may be holding of it).
+    handshake_bytes: usize,
+    /// Plaintext handed to rustls and not yet known to be written (an estimate, exact at 0).
+    queued: usize,
+    /// Decrypted plaintext rustls holds that we have not taken (exact: from its `IoState`).
+    plaintext: usize,
+}
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("tls::Conn")
-            .field("handshaking", &self.0.is_handshaking())
+            .field("handshaking", &self.tls.is_handshaking())
             .finish_non_exhaustive()
     }
 }
@@ -133,97 +187,166 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// A new connection; `None` if rustls refuses (it does not with our configuration).
     pub fn new(config: &Arc<ServerConfig>) -> Option<Conn> {
-        let mut c = rustls::ServerConnection::new(Arc::clone(config)).ok()?;
-        // Our own loop bounds what is queued (http::OUT_HIGH_WATER and the read back-pressure),
-        // so whole responses are always accepted by the writer.
-        c.set_buffer_limit(None);
-        Some(Conn(c))
+        let mut tls = rustls::ServerConnection::new(Arc::clone(config)).ok()?;
+        // Our own loop bounds what is queued (http::OUT_HIGH_WATER, the read back-pressure
+        // and the memory budget), so whole responses are always accepted by the writer.
+        tls.set_buffer_limit(None);
+        Some(Conn {
+            tls,
+            handshake_bytes: 0,
+            queued: 0,
+            plaintext: 0,
+        })
+    }
+
+    /// An upper bound of the bytes rustls holds for this connection: its state, the
+    /// ciphertext it may buffer (a handshake message being joined, or one record), plaintext
+    /// decrypted and not yet taken, and the output queued.
+    pub fn held(&self) -> usize {
+        let deframer = if self.tls.is_handshaking() {
+            self.handshake_bytes.clamp(MAX_RECORD, MAX_HANDSHAKE)
+        } else {
+            MAX_RECORD
+        };
+        STATE + deframer + self.plaintext + self.queued
+    }
+
+    /// Output queued and not yet written (an estimate; exact when 0).
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Decrypted plaintext not yet taken.
+    pub fn plaintext(&self) -> usize {
+        self.plaintext
+    }
+
+    /// Ciphertext received during the handshake so far.
+    pub fn handshake_bytes(&self) -> usize {
+        self.handshake_bytes
     }
 
     /// Reads ciphertext from `sock` once, processes it, and appends the plaintext to `input`
     /// (stopping at `max` bytes of `input`; the rest stays in rustls and `wants_read` turns
     /// false until it is taken).
+    /// With `exact`, `input` grows by exactly what it takes (no amortized doubling: memory is
+    /// short).
     pub fn receive(
         &mut self,
-        mut sock: impl Read + Write,
+        sock: &mut (impl Read + Write),
         input: &mut Vec<u8>,
         max: usize,
+        exact: bool,
     ) -> Received {
-        let mut outcome = match self.0.read_tls(&mut sock) {
+        let mut counting = Counting {
+            inner: &mut *sock,
+            read: 0,
+            short: false,
+        };
+        let read = self.tls.read_tls(&mut counting);
+        let short = counting.short;
+        if self.tls.is_handshaking() {
+            self.handshake_bytes = self.handshake_bytes.saturating_add(counting.read);
+        }
+        let mut outcome = match read {
             Ok(0) => Received::Eof,
-            Ok(_) => Received::Data,
+            Ok(_) => Received::Data { short },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Received::WouldBlock,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Received::Data,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                return Received::Data { short: false }
+            }
             Err(_) => return Received::Fatal,
         };
-        match self.0.process_new_packets() {
+        match self.tls.process_new_packets() {
             Ok(state) => {
+                self.plaintext = state.plaintext_bytes_to_read();
                 if state.peer_has_closed() {
                     outcome = Received::Eof;
                 }
             }
             Err(_) => {
                 // Last gasp: the alert rustls queued for the peer, once, errors ignored.
-                let _ = self.0.write_tls(&mut sock);
+                let _ = self.tls.write_tls(sock);
                 return Received::Fatal;
             }
         }
-        self.take_plaintext(input, max);
+        self.take_plaintext(input, max, exact);
         outcome
     }
 
-    /// Moves decrypted bytes into `input`, up to `max` bytes of it.
-    pub fn take_plaintext(&mut self, input: &mut Vec<u8>, max: usize) {
-        let mut chunk = [0u8; 4096];
-        while input.len() < max {
-            let room = (max - input.len()).min(chunk.len());
-            let Some(buf) = chunk.get_mut(..room) else {
-                return;
-            };
-            match self.0.reader().read(buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => input.extend_from_slice(buf.get(..n).unwrap_or_default()),
+    /// Moves decrypted bytes into `input`, up to `max` bytes of it (growing it by exactly that
+    /// much with `exact`).
+    pub fn take_plaintext(&mut self, input: &mut Vec<u8>, max: usize, exact: bool) {
+        let old = input.len();
+        let room = max.saturating_sub(old).min(self.plaintext);
+        if room == 0 {
+            return;
+        }
+        if exact {
+            input.reserve_exact(room);
+        }
+        input.resize(old + room, 0);
+        let mut got = 0;
+        while got < room {
+            match self
+                .tls
+                .reader()
+                .read(input.get_mut(old + got..).unwrap_or_default())
+            {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
             }
         }
+        input.truncate(old + got);
+        self.plaintext -= got.min(self.plaintext);
     }
 
     /// Queues plaintext for the peer (encrypted at once; buffered until the handshake ends).
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        self.0.writer().write_all(data)
+        self.queued = self
+            .queued
+            .saturating_add(data.len() + data.len() / 16_384 * RECORD_OVERHEAD + RECORD_OVERHEAD);
+        self.tls.writer().write_all(data)
     }
 
-    /// Writes queued ciphertext until the socket would block. `Err` on a socket error.
-    pub fn flush(&mut self, mut sock: impl Write) -> io::Result<bool> {
-        let mut progressed = false;
-        while self.0.wants_write() {
-            match self.0.write_tls(&mut sock) {
-                Ok(_) => progressed = true,
+    /// Writes queued ciphertext until the socket would block; returns the bytes written.
+    /// `Err` on a socket error.
+    pub fn flush(&mut self, sock: &mut impl Write) -> io::Result<usize> {
+        let mut written = 0;
+        while self.tls.wants_write() {
+            match self.tls.write_tls(sock) {
+                Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(progressed)
+        self.queued = if self.tls.wants_write() {
+            self.queued.saturating_sub(written)
+        } else {
+            0
+        };
+        Ok(written)
     }
 
     /// Queues a close_notify alert.
     pub fn close_notify(&mut self) {
-        self.0.send_close_notify();
+        self.tls.send_close_notify();
     }
 
     /// Whether ciphertext waits to be written.
     pub fn wants_write(&self) -> bool {
-        self.0.wants_write()
+        self.tls.wants_write()
     }
 
     /// Whether rustls wants more ciphertext (false while it holds unread plaintext).
     pub fn wants_read(&self) -> bool {
-        self.0.wants_read()
+        self.tls.wants_read()
     }
 
     /// Whether the handshake is still going on.
     pub fn is_handshaking(&self) -> bool {
-        self.0.is_handshaking()
+        self.tls.is_handshaking()
     }
 }
 
@@ -273,7 +396,10 @@ mod tests {
             ..TestStream::default()
         };
         let mut input = Vec::new();
-        assert_eq!(conn.receive(&mut s, &mut input, 1024), Received::Fatal);
+        assert_eq!(
+            conn.receive(&mut s, &mut input, 1024, false),
+            Received::Fatal
+        );
         assert!(input.is_empty());
         // An alert record (content type 21) went out.
         assert_eq!(s.output.first(), Some(&21));
@@ -284,9 +410,12 @@ mod tests {
         let mut conn = Conn::new(&config()).unwrap();
         let mut s = TestStream::default();
         let mut input = Vec::new();
-        assert_eq!(conn.receive(&mut s, &mut input, 1024), Received::WouldBlock);
+        assert_eq!(
+            conn.receive(&mut s, &mut input, 1024, false),
+            Received::WouldBlock
+        );
         s.eof = true;
-        assert_eq!(conn.receive(&mut s, &mut input, 1024), Received::Eof);
+        assert_eq!(conn.receive(&mut s, &mut input, 1024, false), Received::Eof);
         assert!(conn.is_handshaking());
     }
 

@@ -2,253 +2,14 @@
 //! `openssl s_client`, a rustls client pinned to the certificate hash the startup line prints,
 //! and raw sockets.
 
+mod common;
+
 #[cfg(test)]
 mod tests {
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::CryptoProvider;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{
-        ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
-    };
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpStream;
-    use std::process::{Child, Command, Stdio};
-    use std::sync::mpsc::{self, Receiver};
-    use std::sync::Arc;
+    use super::common::*;
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
-
-    /// A running server; killed on drop.
-    struct Srv {
-        child: Child,
-        port: u16,
-        cert_sha256: String,
-        lines: Receiver<String>,
-    }
-
-    impl Drop for Srv {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn spawn(extra: &[&str]) -> Srv {
-        spawn_env(extra, &[])
-    }
-
-    fn spawn_env(extra: &[&str], env: &[(&str, &str)]) -> Srv {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .args([
-                "--listen",
-                "tcp:127.0.0.1:0",
-                "--nsm-device",
-                "/nonexistent/nsm",
-            ])
-            .args(extra)
-            .env_remove("LISTEN")
-            .env_remove("WORKERS")
-            .env_remove("ENCLAVE_KEY_BASE64")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the server");
-        let stdout = child.stdout.take();
-        let (tx, lines) = mpsc::channel();
-        // From here on, dropping `srv` (also when a check below panics) kills the child.
-        let mut srv = Srv {
-            child,
-            port: 0,
-            cert_sha256: String::new(),
-            lines,
-        };
-        let stdout = stdout.expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = srv.lines.recv_timeout(left).expect("the startup line");
-            // "server 0.1.0: listening on tcp:127.0.0.1:PORT (…, cert sha256 HEX; N worker(s))"
-            if let Some(rest) = line.split("listening on tcp:127.0.0.1:").nth(1) {
-                srv.port = rest.split(' ').next().unwrap().parse().unwrap();
-                srv.cert_sha256 = line
-                    .split("cert sha256 ")
-                    .nth(1)
-                    .map(|s| s.split(';').next().unwrap().to_owned())
-                    .unwrap_or_default();
-                return srv;
-            }
-        }
-    }
-
-    impl Srv {
-        fn tcp(&self) -> TcpStream {
-            let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s
-        }
-
-        fn tls(&self) -> StreamOwned<ClientConnection, TcpStream> {
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let verifier = Pinned {
-                sha256: self.cert_sha256.clone(),
-                provider: provider.clone(),
-            };
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth();
-            let conn =
-                ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-                    .unwrap();
-            StreamOwned::new(conn, self.tcp())
-        }
-
-        /// Request log lines seen so far.
-        fn log(&self) -> Vec<String> {
-            self.lines.try_iter().collect()
-        }
-    }
-
-    /// Accepts exactly the certificate whose SHA-256 the startup line printed.
-    #[derive(Debug)]
-    struct Pinned {
-        sha256: String,
-        provider: Arc<CryptoProvider>,
-    }
-
-    impl ServerCertVerifier for Pinned {
-        fn verify_server_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, end_entity);
-            if server::app::encode_hex(d.as_ref()) == self.sha256 {
-                Ok(ServerCertVerified::assertion())
-            } else {
-                Err(rustls::Error::General("certificate hash mismatch".into()))
-            }
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.provider
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-
-    #[derive(Debug)]
-    struct Resp {
-        status: u16,
-        head: String,
-        body: Vec<u8>,
-    }
-
-    /// Reads one response (Content-Length framed; HEAD responses have none of their body).
-    fn read_response(s: &mut impl Read, head_only: bool) -> Resp {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = s.read(&mut byte).expect("response head");
-            assert_eq!(
-                n,
-                1,
-                "closed mid-head after {:?}",
-                String::from_utf8_lossy(&head)
-            );
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
-        let status = head.get(9..12).unwrap().parse().unwrap();
-        let len = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(|v| v.trim().parse::<usize>().unwrap())
-            })
-            .unwrap_or(0);
-        let mut body = vec![0; if head_only { 0 } else { len }];
-        s.read_exact(&mut body).unwrap();
-        Resp { status, head, body }
-    }
-
-    /// Whether the peer closes the stream (EOF or error) within the read timeout.
-    fn closed(s: &mut impl Read) -> bool {
-        let mut buf = [0u8; 256];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return false
-                }
-                Err(_) => return true,
-            }
-        }
-    }
-
-    fn get(path: &str) -> String {
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    }
-
-    fn tool(name: &str) -> Command {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{name} is needed by this test (Debian package {name})"
-        );
-        Command::new(name)
-    }
 
     #[test]
     fn curl_gets_health_over_tls() {
@@ -485,6 +246,99 @@ mod tests {
         assert_eq!(read_response(&mut d, false).status, 200);
     }
 
+    /// Stores `value` under the token ALICE; returns the token's header.
+    fn store(srv: &Srv, value: &str) {
+        let dir = std::env::temp_dir().join(format!("server-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("v.json");
+        std::fs::write(&file, value).unwrap();
+        let at = format!("@{}", file.display());
+        assert_eq!(private(srv.port, ALICE, &["--data-binary", &at]).0, 200);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A TLS connection from a socket with a 4 KiB receive buffer (so the kernel holds little
+    /// of what the server sends a client that does not read), asking for `n` copies of the
+    /// 1 MiB private value.
+    fn big_reader(
+        srv: &Srv,
+        n: usize,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+        use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+        let fd = socket::socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        socket::setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
+        let addr = SockaddrIn::new(127, 0, 0, 1, srv.port);
+        socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).unwrap();
+        let tcp = std::net::TcpStream::from(fd);
+        tcp.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut t = rustls::StreamOwned::new(client(&srv.cert_sha256), tcp);
+        let req = format!("GET /private-data HTTP/1.1\r\nHost: a\r\n{ALICE}\r\n\r\n");
+        t.write_all(req.repeat(n).as_bytes()).unwrap();
+        t
+    }
+
+    /// The server's count of open connections (its /health), asked on `t`.
+    fn open_connections(t: &mut (impl Read + Write)) -> usize {
+        t.write_all(get("/health").as_bytes()).unwrap();
+        let body = String::from_utf8(read_response(t, false).body).unwrap();
+        body.split("\"connections\":")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn slow_readers_are_closed_by_the_send_timeout() {
+        let srv = spawn(&["--send-timeout", "2s"]);
+        store(&srv, &format!("\"{}\"", "x".repeat(1024 * 1024 - 2)));
+        let mut observer = srv.tls();
+        assert_eq!(open_connections(&mut observer), 1);
+        // One reads a byte a second: the server cannot send it its answers.
+        let mut slow = big_reader(&srv, 3);
+        // The other reads what its 4 KiB window holds ten times a second: slow (some 40 KB/s),
+        // but over the 16 KiB per send timeout a client must take.
+        let mut steady = big_reader(&srv, 3);
+        steady
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut got = 0;
+        let mut counts = Vec::new();
+        let start = Instant::now();
+        let mut next_second = start;
+        while start.elapsed() < Duration::from_secs(6) {
+            if Instant::now() >= next_second {
+                next_second += Duration::from_secs(1);
+                let _ = slow.sock.read(&mut buf[..1]);
+                counts.push(open_connections(&mut observer));
+            }
+            if let Ok(n) = steady.sock.read(&mut buf) {
+                got += n;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Both at first; after the 2 s send timeout and a 1 s sweep, the slow one is gone.
+        assert_eq!(counts.first(), Some(&3), "{counts:?}");
+        assert_eq!(counts.last(), Some(&2), "{counts:?}");
+        assert!(got > 100 * 1024, "{got}");
+        steady
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(
+            steady.sock.read(&mut buf).unwrap() > 0,
+            "the steady reader was closed"
+        );
+    }
+
     #[test]
     fn idle_connections_time_out() {
         let srv = spawn(&["--idle-timeout", "1s"]);
@@ -658,19 +512,35 @@ mod tests {
         (code.parse().unwrap(), head.to_owned(), body.to_owned())
     }
 
+    const ALICE: &str = "Authorization: Bearer 0123456789abcdef0123456789abcdef";
+    const BOB: &str = "Authorization: Bearer Qm9iJ3MgdG9rZW4gb2YgMTI4IGJpdHM";
+
+    /// curl on /private-data with one more header (the token) before `args`.
+    fn private(port: u16, auth: &str, args: &[&str]) -> (u16, String, String) {
+        let mut all = vec!["-H", auth];
+        all.extend_from_slice(args);
+        curl(port, "/private-data", &all)
+    }
+
     #[test]
     fn private_data_with_curl() {
         let srv = spawn(&[]);
         let (status, head, body) = curl(srv.port, "/private-data", &[]);
+        assert_eq!(status, 401, "{body}");
+        assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+        let (status, _, body) = private(srv.port, "Authorization: Bearer 0123456789abcdef", &[]);
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("128 bits"), "{body}");
+        let (status, head, body) = private(srv.port, ALICE, &[]);
         assert_eq!(status, 404, "{body}");
         assert!(
             head.contains("X-Private-Data-Persistence: memory only"),
             "{head}"
         );
         let secret = r#"{"password":"hunter2-secret","n":[1,2.5,null,true]}"#;
-        let (status, _, body) = curl(
+        let (status, _, body) = private(
             srv.port,
-            "/private-data",
+            ALICE,
             &[
                 "-H",
                 "Content-Type: application/json",
@@ -685,23 +555,33 @@ mod tests {
             body.contains("a restart loses the data and the key"),
             "{body}"
         );
-        let (status, head, body) = curl(srv.port, "/private-data", &[]);
+        let (status, head, body) = private(srv.port, ALICE, &[]);
         assert_eq!(status, 200);
         assert_eq!(body, secret);
         assert!(head.contains("Content-Type: application/json"), "{head}");
+        // Another client's token finds nothing, and cannot overwrite Alice's slot.
+        assert_eq!(private(srv.port, BOB, &[]).0, 404);
+        assert_eq!(
+            private(srv.port, BOB, &["--data-binary", "[\"bob\"]"]).0,
+            200
+        );
+        assert_eq!(private(srv.port, ALICE, &[]).2, secret);
+        assert_eq!(private(srv.port, BOB, &[]).2, "[\"bob\"]");
         // Not JSON: 400, and the stored value is untouched.
-        let (status, _, body) = curl(srv.port, "/private-data", &["--data-binary", "{oops"]);
+        let (status, _, body) = private(srv.port, ALICE, &["--data-binary", "{oops"]);
         assert_eq!(status, 400, "{body}");
-        assert_eq!(curl(srv.port, "/private-data", &[]).2, secret);
+        assert_eq!(private(srv.port, ALICE, &[]).2, secret);
         // Over 1 MiB: 413 (the server's own body limit is 1 MiB too).
         let dir = std::env::temp_dir().join(format!("server-private-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let big = dir.join("big.json");
         std::fs::write(&big, format!("\"{}\"", "a".repeat(1024 * 1024))).unwrap();
         let at = format!("@{}", big.display());
-        let (status, _, _) = curl(srv.port, "/private-data", &["--data-binary", &at]);
+        let (status, _, _) = private(srv.port, ALICE, &["--data-binary", &at]);
         assert_eq!(status, 413);
         std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(private(srv.port, ALICE, &["-X", "DELETE"]).0, 204);
+        assert_eq!(private(srv.port, ALICE, &[]).0, 404);
         std::thread::sleep(Duration::from_millis(100));
         let log = srv.log();
         assert!(
@@ -709,17 +589,32 @@ mod tests {
             "{log:?}"
         );
         assert!(!log.iter().any(|l| l.contains("hunter2")), "{log:?}");
+        assert!(
+            !log.iter().any(|l| l.contains("0123456789abcdef")),
+            "{log:?}"
+        );
     }
 
     #[test]
     fn enclave_key_from_the_environment() {
         let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         let srv = spawn_env(&[], &[("ENCLAVE_KEY_BASE64", key)]);
-        let (status, _, body) = curl(srv.port, "/private-data", &["--data-binary", "[1]"]);
+        let (status, _, body) = private(srv.port, ALICE, &["--data-binary", "[1]"]);
         assert_eq!(status, 200);
         assert!(body.contains("from ENCLAVE_KEY_BASE64"), "{body}");
         assert!(body.contains("nothing sealed under it is kept"), "{body}");
-        assert_eq!(curl(srv.port, "/private-data", &[]).2, "[1]");
+        assert_eq!(private(srv.port, ALICE, &[]).2, "[1]");
+        // Read once, then gone from the process's environment, original bytes included.
+        let environ = std::fs::read(format!("/proc/{}/environ", srv.child.id())).unwrap();
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(
+            !environ.contains(key),
+            "the key is still in /proc/PID/environ"
+        );
+        assert!(
+            !environ.contains(&key[..20]),
+            "a part of the key is still there"
+        );
         for bad in ["c2hvcnQ=", "not base64", &key[1..]] {
             let out = Command::new(env!("CARGO_BIN_EXE_server"))
                 .args(["--listen", "tcp:127.0.0.1:0"])
@@ -766,7 +661,7 @@ mod tests {
         assert_eq!(read_response(&mut idle, false).status, 200);
         // Half a request on the keep-alive connection, then SIGTERM.
         busy.write_all(
-            b"POST /private-data HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\n{\"a\"",
+            b"POST /private-data HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer 0123456789abcdef0123456789abcdef\r\nContent-Length: 9\r\n\r\n{\"a\"",
         )
         .unwrap();
         busy.flush().unwrap();

@@ -1,11 +1,12 @@
 //! The options of the default application binary: flags, each with an environment variable
-//! (the flag wins), defaults, and the `--help` text generated from the same table.
+//! (the flag wins), defaults, and the `--help` text generated from the same table. The
+//! defaults of `--memory-budget` and `--max-connections` come from the memory the server has
+//! (read once at start, `server::memory`), which [`parse`] is given.
 //!
 //! Written out instead of using clap: clap (derive, env, help) added about 220 KB to the static
 //! enclave binary (2.55 MB against 2.33 MB) for fifteen options.
 
-use crate::config::{parse_duration, Limits, ListenAddr};
-use crate::vault::{EnclaveKey, KEY_ENV};
+use server::{Limits, ListenAddr};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,7 +37,7 @@ const fn opt(
     }
 }
 
-/// Every option. Defaults of the limits are those of [`Limits::default`] (a test checks).
+/// Every option. Defaults of the limits are those of [`Limits::for_memory`] (a test checks).
 const OPTIONS: &[Opt] = &[
     opt("listen", "LISTEN", "ADDR", Some("vsock:443"),
         "Where to listen: vsock:PORT (any CID) or tcp:ADDR:PORT (IPv6 in brackets; port 0 picks a free port, named in the startup line)."),
@@ -53,8 +54,10 @@ const OPTIONS: &[Opt] = &[
     },
     opt("workers", "WORKERS", "N", Some("0"),
         "Worker threads, each with its own event loop; 0 means one per CPU."),
-    opt("max-connections", "MAX_CONNECTIONS", "N", Some("10000"),
-        "Concurrent connections; beyond it new ones are closed at once while open ones keep working."),
+    opt("max-connections", "MAX_CONNECTIONS", "N|auto", Some("auto"),
+        "Concurrent connections; beyond it new ones are closed at once while open ones keep working. auto: from the memory (see below)."),
+    opt("memory-budget", "MEMORY_BUDGET", "BYTES|auto", Some("auto"),
+        "Bytes the server may hold for all connections together (requests, responses, TLS buffers, private data); near it new connections are refused, new requests get 503 and the connections holding the most unfinished input stop being read. BYTES: a number, or with K, M or G (binary). auto: from the memory (see below)."),
     opt("max-header-bytes", "MAX_HEADER_BYTES", "BYTES", Some("8192"),
         "Bytes of request line and headers (431 beyond)."),
     opt("max-headers", "MAX_HEADERS", "N", Some("64"),
@@ -70,7 +73,9 @@ const OPTIONS: &[Opt] = &[
     opt("request-timeout", "REQUEST_TIMEOUT", "DURATION", Some("30s"),
         "Time from a request's first byte to its last: slow clients are disconnected."),
     opt("idle-timeout", "IDLE_TIMEOUT", "DURATION", Some("60s"),
-        "Time a connection may stay idle, or leave its responses unread."),
+        "Time a connection may stay idle between requests."),
+    opt("send-timeout", "SEND_TIMEOUT", "DURATION", Some("10s"),
+        "The slow-reader guard: while responses wait to be sent, the client must take at least 16 KiB of them (or all of them) within each such period, or it is disconnected."),
     opt("drain-timeout", "DRAIN_TIMEOUT", "DURATION", Some("5s"),
         "On SIGTERM or SIGINT: stop accepting, let requests in progress finish for at most this long, then exit 0."),
     opt("nsm-device", "NSM_DEVICE", "PATH", Some("/dev/nsm"),
@@ -103,9 +108,6 @@ pub struct Args {
     pub nsm_device: PathBuf,
     /// `--drain-timeout`.
     pub drain_timeout: Duration,
-    /// The enclave key from `ENCLAVE_KEY_BASE64` (an environment variable only: a flag would
-    /// show the key in the process list); `None` means generate one at start.
-    pub enclave_key: Option<EnclaveKey>,
 }
 
 /// The `--help` text.
@@ -133,12 +135,21 @@ pub fn help() -> String {
     s.push_str(
         "  -h, --help\n      Print this help.\n  -V, --version\n      Print the version.\n\n\
          Environment only:\n  ENCLAVE_KEY_BASE64\n      The enclave key: standard base64 of exactly \
-         32 bytes (the server refuses to start\n      otherwise). Default: a key generated at \
-         start.\n\n\
-         POST /private-data stores a JSON body (at most 1 MiB) sealed with AES-256-GCM under the \
-         enclave key,\nin memory; GET /private-data returns it. What survives a restart: \
-         nothing, unless ENCLAVE_KEY_BASE64\nis set, and even then only the key: the sealed \
-         data lives in memory and is always lost.\n\n\
+         32 bytes (the server refuses to start\n      otherwise; the variable is removed from \
+         its environment once read). Default: a key generated\n      at start. Placed in the \
+         image's /env it is measured into PCR2 and readable by anyone who holds\n      the EIF, \
+         the parent instance included: it keeps the key across restarts, it is not a secret.\n\n\
+         /private-data: a slot per capability. POST with Authorization: Bearer TOKEN stores a \
+         JSON body (at most\n1 MiB) sealed with AES-256-GCM under a key derived from the \
+         enclave key, in the slot named by a keyed\nhash of TOKEN; GET returns it, DELETE \
+         empties it. Whoever holds TOKEN can read it, nobody else can:\nmake it from at least \
+         128 random bits (openssl rand -hex 16); shorter tokens get 401, as do requests\n\
+         without one. What survives a restart: nothing, unless ENCLAVE_KEY_BASE64 is set, and \
+         even then only the\nkey: the sealed data lives in memory and is always lost.\n\n\
+         Memory: the server reads the memory it has at start (its cgroup's limit, else \
+         MemTotal) and by default\ntakes half of what is left after 16 MiB as its memory \
+         budget, and one connection per 64 KiB of the first half\nof that budget (at most \
+         10000) as --max-connections; the startup line says both figures.\n\n\
          By default the TLS key pair (ECDSA P-256) is generated at start from the kernel's RNG, \
          with a self-signed\ncertificate; the private key never leaves the process. stdout gets \
          a startup line naming the bound\naddress, the TLS mode and the certificate's SHA-256, \
@@ -152,10 +163,26 @@ fn find(flag: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.flag == flag)
 }
 
-/// Parses the arguments (without the program name), reading unset options from `env`.
+/// A byte count: digits, optionally followed by K, M or G (powers of 1024).
+pub fn parse_bytes(text: &str) -> Option<usize> {
+    let (digits, factor) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 1usize << 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 1 << 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(factor)
+}
+
+/// Parses the arguments (without the program name), reading unset options from `env`; the
+/// `auto` defaults are those of [`Limits::for_memory`] with `memory` bytes.
 pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Option<String>,
+    memory: u64,
 ) -> Result<Command, String> {
     let mut given: Vec<(&'static str, String)> = Vec::new();
     let mut args = args.into_iter();
@@ -209,7 +236,16 @@ pub fn parse(
     let size = |flag: &str| -> Result<usize, String> {
         usize::try_from(number(flag)?).map_err(|_| format!("--{flag}: too large"))
     };
-    let duration = |flag: &str| parse_duration(&value(flag)).map_err(|e| format!("--{flag}: {e}"));
+    let duration =
+        |flag: &str| contract::duration::parse(&value(flag)).map_err(|e| format!("--{flag}: {e}"));
+    let auto = |flag: &str, default: usize, parse: fn(&str) -> Option<usize>| {
+        let v = value(flag);
+        if v == "auto" {
+            return Ok(default);
+        }
+        parse(&v).ok_or_else(|| format!("--{flag}: {v:?} is neither auto nor a valid number"))
+    };
+    let for_memory = Limits::for_memory(memory);
 
     let listen = value("listen")
         .parse::<ListenAddr>()
@@ -224,7 +260,10 @@ pub fn parse(
         return Err("--plain-http cannot be combined with --tls-cert/--tls-key".into());
     }
     let limits = Limits {
-        max_connections: size("max-connections")?,
+        max_connections: auto("max-connections", for_memory.max_connections, |v| {
+            v.parse().ok()
+        })?,
+        memory_budget: auto("memory-budget", for_memory.memory_budget, parse_bytes)?,
         max_header_bytes: size("max-header-bytes")?,
         max_headers: size("max-headers")?,
         max_uri_bytes: size("max-uri-bytes")?,
@@ -233,6 +272,7 @@ pub fn parse(
         handshake_timeout: duration("handshake-timeout")?,
         request_timeout: duration("request-timeout")?,
         idle_timeout: duration("idle-timeout")?,
+        send_timeout: duration("send-timeout")?,
     };
     Ok(Command::Run(Box::new(Args {
         listen,
@@ -242,9 +282,6 @@ pub fn parse(
         limits,
         nsm_device: PathBuf::from(value("nsm-device")),
         drain_timeout: duration("drain-timeout")?,
-        enclave_key: env(KEY_ENV)
-            .map(|text| EnclaveKey::from_base64(&text))
-            .transpose()?,
     })))
 }
 
@@ -265,9 +302,11 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
-        match parse(args.iter().map(|s| (*s).to_owned()), |k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })? {
+        match parse(
+            args.iter().map(|s| (*s).to_owned()),
+            |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            256 << 20,
+        )? {
             Command::Run(a) => Ok(*a),
             Command::Print(s) => Err(format!("printed {s}")),
         }
@@ -282,18 +321,38 @@ mod tests {
         assert!(!a.plain_http);
         assert_eq!(a.tls_files, None);
         assert_eq!(a.nsm_device, PathBuf::from("/dev/nsm"));
-        assert_eq!(a.enclave_key, None);
         assert_eq!(a.drain_timeout, Duration::from_secs(5));
     }
 
     #[test]
-    fn enclave_key_from_the_environment_only() {
+    fn the_enclave_key_has_no_flag() {
+        // A flag would show the key in the process list: ENCLAVE_KEY_BASE64 only (main.rs).
         let key = format!("{}=", "A".repeat(43));
-        let a = run(&[], &[("ENCLAVE_KEY_BASE64", &key)]).unwrap();
-        assert!(a.enclave_key.is_some());
-        let e = run(&[], &[("ENCLAVE_KEY_BASE64", "c2hvcnQ=")]).unwrap_err();
-        assert!(e.contains("decodes to 5 bytes"), "{e}");
-        assert!(run(&["--enclave-key", &key], &[]).is_err());
+        let e = run(&["--enclave-key", &key], &[]).unwrap_err();
+        assert!(e.contains("unknown option --enclave-key"), "{e}");
+    }
+
+    #[test]
+    fn memory_budget_and_connections_default_from_the_memory() {
+        let a = run(&[], &[]).unwrap();
+        assert_eq!(a.limits.memory_budget, 120 << 20);
+        assert_eq!(a.limits.max_connections, 960);
+        let a = run(&["--memory-budget", "64M", "--max-connections", "50"], &[]).unwrap();
+        assert_eq!(a.limits.memory_budget, 64 << 20);
+        assert_eq!(a.limits.max_connections, 50);
+        let a = run(&[], &[("MEMORY_BUDGET", "1G"), ("MAX_CONNECTIONS", "auto")]).unwrap();
+        assert_eq!(a.limits.memory_budget, 1 << 30);
+        assert_eq!(a.limits.max_connections, 960);
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("8k"), Some(8192));
+        for bad in ["", "M", "1.5M", "-1", "1T", "99999999999999999999G"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+        let e = run(&["--memory-budget", "lots"], &[]).unwrap_err();
+        assert_eq!(
+            e,
+            "--memory-budget: \"lots\" is neither auto nor a valid number"
+        );
     }
 
     #[test]
@@ -359,7 +418,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_option_and_variable() {
-        let Ok(Command::Print(h)) = parse(["--help".to_owned()], |_| None) else {
+        let Ok(Command::Print(h)) = parse(["--help".to_owned()], |_| None, 0) else {
             panic!("no help")
         };
         for o in OPTIONS {
@@ -369,7 +428,7 @@ mod tests {
             }
         }
         assert!(
-            matches!(parse(["-V".to_owned()], |_| None), Ok(Command::Print(v)) if v.starts_with("server "))
+            matches!(parse(["-V".to_owned()], |_| None, 0), Ok(Command::Print(v)) if v.starts_with("server "))
         );
     }
 }

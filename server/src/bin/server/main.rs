@@ -1,15 +1,25 @@
-//! The default application binary: `/health`, `/attestation` and `/private-data` over HTTPS, on vsock inside the
-//! enclave or TCP on a developer's machine. See `server --help` (and `cli.rs`).
+//! The default application binary: `/health`, `/attestation` and `/private-data` over HTTPS, on
+//! vsock inside the enclave or TCP on a developer's machine. See `server --help` (`cli.rs`);
+//! the routes are in `app.rs`, the private data in `vault.rs`. Everything else is the `server`
+//! library, which your own application uses the same way (see its crate documentation).
 
-use server::app::{encode_hex, App};
-use server::cli::{self, Args, Command};
+mod app;
+mod cli;
+mod vault;
+
+use app::App;
+use cli::{Args, Command};
+use server::attest::Attestation;
+use server::memory::{self, Memory};
 use server::nsm::{Attester, Nsm};
-use server::vault::{EnclaveKey, KeySource, Vault};
 use server::{Config, Error, Identity, ListenAddr, Server};
 use std::process::ExitCode;
 use std::sync::Arc;
+use vault::{EnclaveKey, KeySource, Vault};
 
-fn run(args: Args) -> server::Result<()> {
+const MIB: u64 = 1024 * 1024;
+
+fn run(args: Args, key: Option<EnclaveKey>, memory: Option<Memory>) -> server::Result<()> {
     if args.plain_http && matches!(args.listen, ListenAddr::Vsock(_)) {
         return Err(Error::Config(
             "--plain-http is for local TCP work only; the vsock listener always uses TLS".into(),
@@ -30,14 +40,13 @@ fn run(args: Args) -> server::Result<()> {
             None => Identity::generate()?,
         };
         let cert_der = identity.leaf_der().to_vec();
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert_der);
         let source = match identity.source() {
             server::tls::Source::Generated => "generated self-signed P-256 certificate",
             server::tls::Source::Files => "certificate from file",
         };
         let mode = format!(
             "TLS 1.3/1.2, {source}, cert sha256 {}",
-            encode_hex(digest.as_ref())
+            contract::hex::encode(&server::attest::sha256(&cert_der))
         );
         (Some(identity.into_config()?), cert_der, mode)
     };
@@ -54,26 +63,36 @@ fn run(args: Args) -> server::Result<()> {
             None
         }
     };
-    let vault = match &args.enclave_key {
-        Some(key) => Vault::new(key)?,
-        None => Vault::new(&EnclaveKey::generate()?)?,
+    let mut server = Server::bind(&config, tls)?;
+    let key = match key {
+        Some(key) => key,
+        None => EnclaveKey::generate()?,
     };
+    // The private data of all clients together: a quarter of the budget, counted in it.
+    let vault = Vault::new(&key, config.limits.memory_budget / 4, Some(server.budget()))?;
+    drop(key);
     println!(
-        "server: enclave key {}; /private-data is kept in memory only (lost on restart)",
+        "server: enclave key {}; /private-data keeps a sealed slot per bearer token, in memory only (lost on restart)",
         match vault.key_source() {
-            KeySource::Environment => "from ENCLAVE_KEY_BASE64 (the same after a restart)",
+            KeySource::Environment => "from ENCLAVE_KEY_BASE64 (the same after a restart; readable by whoever holds the image: not a secret)",
             KeySource::Generated => "generated at start (lost on restart)",
         }
     );
-    let mut server = Server::bind(&config, tls)?;
     // Before any thread starts, so that all of them block the two signals.
     server.stop_on_signals(args.drain_timeout)?;
-    let app = App::new(server.stats(), attester, &cert_der, vault);
+    let attestation = Attestation::boxed(attester, &cert_der);
+    let app = App::new(server.stats(), server.budget(), attestation, vault);
+    let memory = match &memory {
+        Some(m) => format!("{} MiB from {}", m.bytes / MIB, m.source),
+        None => "unknown memory".to_owned(),
+    };
     // The line tests and harnesses wait for: the address ends at the first space.
     println!(
-        "server {}: listening on {} ({mode}; {workers} worker(s))",
+        "server {}: listening on {} ({mode}; {workers} worker(s); memory budget {} MiB, at most {} connections, for {memory})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
+        config.limits.memory_budget as u64 / MIB,
+        config.limits.max_connections,
     );
     server.run(Arc::new(app))
 }
@@ -102,13 +121,33 @@ fn raise_open_files_limit(max_connections: usize) {
 }
 
 fn main() -> ExitCode {
-    let parsed = cli::parse(std::env::args().skip(1), |name| std::env::var(name).ok());
+    let memory = memory::detect();
+    // 256 MiB when nothing says otherwise (not Linux, no /proc): the README's enclave size.
+    let bytes = memory.as_ref().map_or(256 * MIB, |m| m.bytes);
+    // Taken first, while no other thread exists: no copy stays in the environment (a child
+    // process or /proc/self/environ would show it). An environment variable only: a flag would
+    // show the key in the process list.
+    let key = match server::secrets::take_env(vault::KEY_ENV)
+        .map(|text| EnclaveKey::from_base64(&text))
+        .transpose()
+    {
+        Ok(key) => key,
+        Err(msg) => {
+            eprintln!("server: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let parsed = cli::parse(
+        std::env::args().skip(1),
+        |name| std::env::var(name).ok(),
+        bytes,
+    );
     let result = match parsed {
         Ok(Command::Print(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Run(args)) => run(*args),
+        Ok(Command::Run(args)) => run(*args, key, memory),
         Err(msg) => {
             eprintln!("server: {msg}");
             return ExitCode::from(2);

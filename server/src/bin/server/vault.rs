@@ -1,23 +1,38 @@
-//! The enclave key and the one sealed value of `/private-data`.
+//! The enclave key and the sealed slots of `/private-data`, one per capability.
 //!
-//! The value is kept in this process's memory only, sealed with AES-256-GCM under the enclave
-//! key, with a fresh random 96-bit nonce for every seal (so at most one stored value at a time
-//! is far below the 2^32 seals a random-nonce key allows). What survives a restart:
+//! A client names its slot with a bearer token (`Authorization: Bearer TOKEN`) it made itself
+//! from at least 128 random bits: whoever holds the token reads, replaces and deletes that slot,
+//! and nobody else can find it. The slot's name is a keyed hash of the token (HMAC-SHA256 under
+//! a key derived from the enclave key), so the server keeps no token; the value is sealed with
+//! AES-256-GCM under another derived key, a fresh random 96-bit nonce per seal, and the slot's
+//! name as associated data (a sealed value cannot be moved to another slot).
 //!
-//! - the sealed value: never (it lives in memory);
-//! - the key: only when it comes from `ENCLAVE_KEY_BASE64`; otherwise it is generated at start
-//!   from the kernel RNG and lost with the process.
+//! Everything lives in this process's memory: what survives a restart is at most the key, and
+//! only when it comes from `ENCLAVE_KEY_BASE64` (which, placed in the image's `/env`, is
+//! readable by whoever holds the EIF: it is not a secret; see the README). The slots together
+//! hold at most a quarter of the server's memory budget and are counted in it.
+//!
+//! Secrets leave no copies: the key bytes and every decrypted value are wiped when dropped
+//! (`zeroize`), and the key types are not `Clone`.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hmac;
+use server::budget::Budget;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
 
 /// The environment variable holding the enclave key (standard base64 of 32 bytes).
 pub const KEY_ENV: &str = "ENCLAVE_KEY_BASE64";
 /// Bytes of the enclave key.
 pub const KEY_BYTES: usize = 32;
-/// Authenticated with every sealed value: a key reused elsewhere cannot be fed our ciphertexts.
-const AAD: &[u8] = b"enclave-https /private-data v1";
+/// The fewest bits a token must be able to carry.
+pub const MIN_TOKEN_BITS: usize = 128;
+/// The longest token accepted.
+pub const MAX_TOKEN_CHARS: usize = 512;
+/// What a slot costs besides its ciphertext (the map entry, the nonce, the tag).
+const SLOT_OVERHEAD: usize = 128;
 
 /// Where the enclave key came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +44,9 @@ pub enum KeySource {
     Environment,
 }
 
-/// The 32 bytes of the enclave key; `Debug` never shows them.
-#[derive(Clone, PartialEq, Eq)]
+/// The 32 bytes of the enclave key: wiped on drop, never shown by `Debug`, not `Clone`.
 pub struct EnclaveKey {
-    bytes: [u8; KEY_BYTES],
+    bytes: Zeroizing<[u8; KEY_BYTES]>,
     source: KeySource,
 }
 
@@ -44,30 +58,40 @@ impl fmt::Debug for EnclaveKey {
     }
 }
 
+impl PartialEq for EnclaveKey {
+    fn eq(&self, other: &Self) -> bool {
+        *self.bytes == *other.bytes && self.source == other.source
+    }
+}
+
+impl Eq for EnclaveKey {}
+
 impl EnclaveKey {
     /// Decodes `ENCLAVE_KEY_BASE64`'s value: standard base64 (padded), exactly 32 bytes. The
     /// error never repeats the value.
     pub fn from_base64(text: &str) -> Result<EnclaveKey, String> {
-        let bytes = decode_base64(text.trim()).ok_or_else(|| {
+        let bytes = Zeroizing::new(contract::base64::decode(text.trim()).map_err(|_| {
             format!("{KEY_ENV} is not standard base64 (A-Z a-z 0-9 + /, padded with =)")
-        })?;
-        let bytes: [u8; KEY_BYTES] = bytes.try_into().map_err(|b: Vec<u8>| {
-            format!(
+        })?);
+        let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+        if bytes.len() != KEY_BYTES {
+            return Err(format!(
                 "{KEY_ENV} decodes to {} bytes; the enclave key is exactly {KEY_BYTES} bytes (AES-256)",
-                b.len()
-            )
-        })?;
+                bytes.len()
+            ));
+        }
+        key.copy_from_slice(&bytes);
         Ok(EnclaveKey {
-            bytes,
+            bytes: key,
             source: KeySource::Environment,
         })
     }
 
     /// A fresh key from the kernel RNG (NSM-seeded in the enclave).
-    pub fn generate() -> Result<EnclaveKey, crate::Error> {
-        let mut bytes = [0u8; KEY_BYTES];
-        aws_lc_rs::rand::fill(&mut bytes)
-            .map_err(|_| crate::Error::KeyGen("the random enclave key"))?;
+    pub fn generate() -> Result<EnclaveKey, server::Error> {
+        let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
+        aws_lc_rs::rand::fill(&mut bytes[..])
+            .map_err(|_| server::Error::KeyGen("the random enclave key"))?;
         Ok(EnclaveKey {
             bytes,
             source: KeySource::Generated,
@@ -75,49 +99,76 @@ impl EnclaveKey {
     }
 
     /// Where it came from.
+    #[cfg(test)]
     pub fn source(&self) -> KeySource {
         self.source
     }
+
+    /// A 32-byte key for one purpose, derived with HMAC-SHA256 (the enclave key is never used
+    /// for two things).
+    fn derive(&self, purpose: &[u8]) -> Zeroizing<[u8; 32]> {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, &self.bytes[..]);
+        let tag = hmac::sign(&k, purpose);
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
 }
 
-/// Strict standard base64 with padding; `None` on any other character, a bad length or
-/// non-zero trailing bits.
-pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
+/// Why an `Authorization` header names no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// No `Authorization` header.
+    Missing,
+    /// Not `Bearer TOKEN` with a token of the RFC 6750 alphabet.
+    Malformed,
+    /// A token that cannot carry 128 bits.
+    TooShort,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenError::Missing => {
+                "send Authorization: Bearer TOKEN; the token names your slot (make one with: openssl rand -hex 16)"
+            }
+            TokenError::Malformed => {
+                "the Authorization header must be Bearer followed by one space and a token of A-Z a-z 0-9 - . _ ~ + /"
+            }
+            TokenError::TooShort => {
+                "the token must carry at least 128 bits: 32 hex digits, or 22 characters of base64"
+            }
+        })
     }
-    let b = text.as_bytes();
-    if !b.len().is_multiple_of(4) {
-        return None;
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header. A token of hex digits only counts 4
+/// bits a character, any other 6: it must reach [`MIN_TOKEN_BITS`].
+pub fn bearer_token(header: Option<&[u8]>) -> Result<&[u8], TokenError> {
+    let h = header.ok_or(TokenError::Missing)?;
+    let token = match h.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => token,
+        _ => return Err(TokenError::Malformed),
+    };
+    let body_len = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    let (body, pad) = token.split_at(body_len);
+    let body_ok = !body.is_empty()
+        && body.len() <= MAX_TOKEN_CHARS
+        && body
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if !body_ok || pad.len() > 2 {
+        return Err(TokenError::Malformed);
     }
-    let mut out = Vec::with_capacity(b.len() / 4 * 3);
-    let quads = b.len() / 4;
-    for (i, quad) in b.chunks_exact(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && i + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in quad.get(..4 - pad)? {
-            n = n << 6 | value(c)?;
-        }
-        n <<= 6 * pad;
-        let [_, b0, b1, b2] = n.to_be_bytes();
-        match pad {
-            0 => out.extend_from_slice(&[b0, b1, b2]),
-            1 if b2 == 0 => out.extend_from_slice(&[b0, b1]),
-            2 if b1 == 0 && b2 == 0 => out.push(b0),
-            _ => return None, // non-zero bits after the last byte: not canonical
-        }
+    let bits_per_char = if body.iter().all(u8::is_ascii_hexdigit) {
+        4
+    } else {
+        6
+    };
+    if body.len() * bits_per_char < MIN_TOKEN_BITS {
+        return Err(TokenError::TooShort);
     }
-    Some(out)
+    Ok(token)
 }
 
 /// One sealed value: nonce and ciphertext with its tag.
@@ -126,34 +177,71 @@ struct Sealed {
     ciphertext: Vec<u8>,
 }
 
-/// Sealing failed (the RNG or AES-GCM refused); no value was stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SealError;
+impl Sealed {
+    fn cost(&self) -> usize {
+        self.ciphertext.capacity() + SLOT_OVERHEAD
+    }
+}
 
-/// The sealed store: the key and at most one sealed value.
+/// Why a value was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The slots together would exceed their share of memory.
+    Full,
+    /// The RNG or AES-GCM refused; nothing was stored.
+    Seal,
+}
+
+/// The slots, their total cost, and what is charged to the budget.
+#[derive(Default)]
+struct Slots {
+    map: HashMap<[u8; 32], Sealed>,
+    cost: usize,
+    charged: usize,
+}
+
+/// The sealed store.
 pub struct Vault {
-    key: LessSafeKey,
+    seal: LessSafeKey,
+    names: hmac::Key,
     source: KeySource,
-    value: Mutex<Option<Sealed>>,
+    capacity: usize,
+    budget: Option<Arc<Budget>>,
+    slots: Mutex<Slots>,
 }
 
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vault")
             .field("source", &self.source)
+            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
 }
 
+/// Authenticated with every sealed value besides the slot name: a key reused elsewhere cannot
+/// be fed our ciphertexts.
+const AAD_PREFIX: &[u8] = b"enclave-https /private-data v2 ";
+
 impl Vault {
-    /// An empty store under `key`.
-    pub fn new(key: &EnclaveKey) -> Result<Vault, crate::Error> {
-        let unbound = UnboundKey::new(&AES_256_GCM, &key.bytes)
-            .map_err(|_| crate::Error::KeyGen("the AES-256-GCM key"))?;
+    /// An empty store under `key`, holding at most `capacity` bytes (sealed values and their
+    /// bookkeeping), counted in `budget` when given.
+    pub fn new(
+        key: &EnclaveKey,
+        capacity: usize,
+        budget: Option<Arc<Budget>>,
+    ) -> Result<Vault, server::Error> {
+        let seal_key = key.derive(b"enclave-https private-data sealing key");
+        let unbound = UnboundKey::new(&AES_256_GCM, &seal_key[..])
+            .map_err(|_| server::Error::KeyGen("the AES-256-GCM key"))?;
+        let names = key.derive(b"enclave-https private-data slot names");
         Ok(Vault {
-            key: LessSafeKey::new(unbound),
+            seal: LessSafeKey::new(unbound),
+            names: hmac::Key::new(hmac::HMAC_SHA256, &names[..]),
             source: key.source,
-            value: Mutex::new(None),
+            capacity,
+            budget,
+            slots: Mutex::new(Slots::default()),
         })
     }
 
@@ -162,36 +250,68 @@ impl Vault {
         self.source
     }
 
-    /// Seals `plaintext` under a fresh random nonce and replaces the stored value.
-    pub fn store(&self, plaintext: &[u8]) -> Result<(), SealError> {
+    fn slot(&self, token: &[u8]) -> [u8; 32] {
+        let tag = hmac::sign(&self.names, token);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(tag.as_ref());
+        id
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn account(&self, slots: &mut Slots) {
+        if let Some(b) = &self.budget {
+            b.charge(&mut slots.charged, slots.cost);
+        }
+    }
+
+    /// Seals `plaintext` into the token's slot, replacing what it held.
+    pub fn store(&self, token: &[u8], plaintext: &[u8]) -> Result<(), StoreError> {
+        let id = self.slot(token);
         let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| SealError)?;
-        let mut ciphertext = plaintext.to_vec();
-        self.key
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| StoreError::Seal)?;
+        let mut aad = AAD_PREFIX.to_vec();
+        aad.extend_from_slice(&id);
+        let mut ciphertext = Vec::with_capacity(plaintext.len() + AES_256_GCM.tag_len());
+        ciphertext.extend_from_slice(plaintext);
+        self.seal
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
+                Aad::from(&aad[..]),
                 &mut ciphertext,
             )
-            .map_err(|_| SealError)?;
+            .map_err(|_| StoreError::Seal)?;
         let sealed = Sealed { nonce, ciphertext };
-        *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(sealed);
+        let mut slots = self.lock();
+        let old = slots.map.get(&id).map_or(0, Sealed::cost);
+        let new_cost = slots.cost - old + sealed.cost();
+        if new_cost > self.capacity {
+            return Err(StoreError::Full);
+        }
+        slots.cost = new_cost;
+        slots.map.insert(id, sealed);
+        self.account(&mut slots);
         Ok(())
     }
 
-    /// The stored value, decrypted; `None` if nothing is stored (or, impossibly, if it no
-    /// longer authenticates).
-    pub fn load(&self) -> Option<Vec<u8>> {
-        let (nonce, mut data) = {
-            let guard = self.value.lock().unwrap_or_else(|p| p.into_inner());
-            let sealed = guard.as_ref()?;
-            (sealed.nonce, sealed.ciphertext.clone())
+    /// The token's value, decrypted (wiped when dropped); `None` if the slot is empty.
+    pub fn load(&self, token: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let id = self.slot(token);
+        let (nonce, data) = {
+            let slots = self.lock();
+            let sealed = slots.map.get(&id)?;
+            (sealed.nonce, Zeroizing::new(sealed.ciphertext.clone()))
         };
+        let mut data = data;
+        let mut aad = AAD_PREFIX.to_vec();
+        aad.extend_from_slice(&id);
         let n = self
-            .key
+            .seal
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
+                Aad::from(&aad[..]),
                 &mut data,
             )
             .ok()?
@@ -200,12 +320,31 @@ impl Vault {
         Some(data)
     }
 
-    /// The sealed bytes as held in memory (nonce, ciphertext), for tests.
+    /// Empties the token's slot; whether it held something.
+    pub fn remove(&self, token: &[u8]) -> bool {
+        let id = self.slot(token);
+        let mut slots = self.lock();
+        let Some(old) = slots.map.remove(&id) else {
+            return false;
+        };
+        slots.cost -= old.cost();
+        self.account(&mut slots);
+        true
+    }
+
+    /// Slots in use.
     #[cfg(test)]
-    fn raw(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        let guard = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        guard
-            .as_ref()
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// The sealed bytes of a slot as held in memory (nonce, ciphertext), for tests.
+    #[cfg(test)]
+    fn raw(&self, token: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let id = self.slot(token);
+        self.lock()
+            .map
+            .get(&id)
             .map(|s| (s.nonce.to_vec(), s.ciphertext.clone()))
     }
 }
@@ -214,18 +353,11 @@ impl Vault {
 mod tests {
     use super::*;
 
-    #[test]
-    fn base64_is_strict() {
-        assert_eq!(decode_base64("").unwrap(), b"");
-        assert_eq!(decode_base64("Zg==").unwrap(), b"f");
-        assert_eq!(decode_base64("Zm8=").unwrap(), b"fo");
-        assert_eq!(decode_base64("Zm9v").unwrap(), b"foo");
-        assert_eq!(decode_base64("+/8=").unwrap(), [0xfb, 0xff]);
-        for bad in [
-            "Zg", "Zg=", "Zh==", "Zm9=", "Z===", "Zg==Zg==", "Zm9v\n", "Zm-_",
-        ] {
-            assert_eq!(decode_base64(bad), None, "{bad:?}");
-        }
+    const T1: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const T2: &[u8] = b"ffffffffffffffffffffffffffffffff";
+
+    fn vault(capacity: usize) -> Vault {
+        Vault::new(&EnclaveKey::generate().unwrap(), capacity, None).unwrap()
     }
 
     #[test]
@@ -243,38 +375,110 @@ mod tests {
         assert!(!e.contains("not base64!"));
         let k = EnclaveKey::from_base64(&format!("{}AAA=\n", "A".repeat(40))).unwrap();
         assert_eq!(k.source(), KeySource::Environment);
-        assert_eq!(k.bytes, [0; 32]);
+        assert_eq!(*k.bytes, [0; 32]);
         assert!(!format!("{k:?}").contains('0'));
     }
 
     #[test]
-    fn seals_with_a_fresh_nonce_and_opens() {
-        let vault = Vault::new(&EnclaveKey::generate().unwrap()).unwrap();
-        assert_eq!(vault.key_source(), KeySource::Generated);
-        assert_eq!(vault.load(), None);
-        vault.store(br#"{"a":1}"#).unwrap();
-        let (n1, c1) = vault.raw().unwrap();
-        assert_eq!(c1.len(), 7 + 16);
-        assert!(!c1.windows(7).any(|w| w == br#"{"a":1}"#));
-        assert_eq!(vault.load().unwrap(), br#"{"a":1}"#);
-        vault.store(br#"{"a":1}"#).unwrap();
-        let (n2, c2) = vault.raw().unwrap();
-        assert_ne!(n1, n2);
-        assert_ne!(c1, c2);
-        assert_eq!(vault.load().unwrap(), br#"{"a":1}"#);
+    fn tokens_need_128_bits() {
+        fn h(s: &str) -> Result<&[u8], TokenError> {
+            bearer_token(Some(s.as_bytes()))
+        }
+        assert_eq!(h("Bearer 0123456789abcdef0123456789abcdef"), Ok(T1));
+        assert!(
+            h("bearer AAAAAAAAAAAAAAAAAAAAAg==").is_ok(),
+            "22 base64 characters"
+        );
+        assert_eq!(
+            h("Bearer 0123456789abcdef0123456789abcde"),
+            Err(TokenError::TooShort)
+        );
+        assert_eq!(h("Bearer short"), Err(TokenError::TooShort));
+        assert_eq!(bearer_token(None), Err(TokenError::Missing));
+        for bad in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer  abc",
+            "Bearer a b",
+            "Bearer a=b",
+            "Bearer é",
+        ] {
+            assert_eq!(h(bad), Err(TokenError::Malformed), "{bad}");
+        }
+        assert!(TokenError::TooShort.to_string().contains("128 bits"));
     }
 
     #[test]
-    fn the_same_key_opens_what_it_sealed() {
+    fn each_token_has_its_own_sealed_slot() {
+        let v = vault(1 << 20);
+        assert_eq!(v.key_source(), KeySource::Generated);
+        assert!(v.load(T1).is_none());
+        v.store(T1, br#"{"a":1}"#).unwrap();
+        assert!(v.load(T2).is_none(), "another token sees nothing");
+        v.store(T2, b"[2]").unwrap();
+        assert_eq!(v.load(T1).unwrap().as_slice(), br#"{"a":1}"#);
+        assert_eq!(v.load(T2).unwrap().as_slice(), b"[2]");
+        let (n1, c1) = v.raw(T1).unwrap();
+        assert_eq!(c1.len(), 7 + 16);
+        assert!(!c1.windows(7).any(|w| w == br#"{"a":1}"#));
+        v.store(T1, br#"{"a":1}"#).unwrap();
+        let (n2, c2) = v.raw(T1).unwrap();
+        assert_ne!(n1, n2);
+        assert_ne!(c1, c2);
+        assert!(v.remove(T1));
+        assert!(!v.remove(T1));
+        assert!(v.load(T1).is_none());
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn a_sealed_value_does_not_open_in_another_slot() {
+        let v = vault(1 << 20);
+        v.store(T1, b"secret").unwrap();
+        let (nonce, ciphertext) = v.raw(T1).unwrap();
+        let id2 = v.slot(T2);
+        v.lock().map.insert(
+            id2,
+            Sealed {
+                nonce: nonce.try_into().unwrap(),
+                ciphertext,
+            },
+        );
+        assert!(v.load(T2).is_none());
+    }
+
+    #[test]
+    fn the_same_key_opens_what_it_sealed_after_a_restart() {
         let text = format!("{}A=", "B".repeat(42));
-        let a = Vault::new(&EnclaveKey::from_base64(&text).unwrap()).unwrap();
-        a.store(b"[]").unwrap();
-        let (nonce, ciphertext) = a.raw().unwrap();
-        let b = Vault::new(&EnclaveKey::from_base64(&text).unwrap()).unwrap();
-        *b.value.lock().unwrap() = Some(Sealed {
-            nonce: nonce.try_into().unwrap(),
-            ciphertext,
-        });
-        assert_eq!(b.load().unwrap(), b"[]");
+        let a = Vault::new(&EnclaveKey::from_base64(&text).unwrap(), 1 << 20, None).unwrap();
+        a.store(T1, b"[]").unwrap();
+        let (nonce, ciphertext) = a.raw(T1).unwrap();
+        let b = Vault::new(&EnclaveKey::from_base64(&text).unwrap(), 1 << 20, None).unwrap();
+        b.lock().map.insert(
+            b.slot(T1),
+            Sealed {
+                nonce: nonce.try_into().unwrap(),
+                ciphertext,
+            },
+        );
+        assert_eq!(b.load(T1).unwrap().as_slice(), b"[]");
+    }
+
+    #[test]
+    fn the_slots_are_bounded_and_counted_in_the_budget() {
+        let budget = Arc::new(Budget::new(64 << 20));
+        let v = Vault::new(
+            &EnclaveKey::generate().unwrap(),
+            4096,
+            Some(Arc::clone(&budget)),
+        )
+        .unwrap();
+        v.store(T1, &[b'1'; 2000]).unwrap();
+        assert!(budget.used() >= 2000);
+        assert_eq!(v.store(T2, &[b'2'; 2000]), Err(StoreError::Full));
+        // Replacing the slot's own value frees what it held first.
+        v.store(T1, &[b'3'; 3000]).unwrap();
+        assert!(v.remove(T1));
+        assert_eq!(budget.used(), 0);
     }
 }
