@@ -5,6 +5,7 @@
 //! A route is `LISTEN=TARGET[,OPTION…]`; LISTEN may be tcp, unix or vsock. Every error names the
 //! part of the input that is wrong.
 
+use crate::error::Usage;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -85,7 +86,11 @@ fn parse_u32(p: &str, input: &str, what: &str) -> Result<u32, String> {
 
 impl Addr {
     /// Parses one address. `listen` allows port 0 and `vsock:any:PORT`.
-    pub fn parse(input: &str, listen: bool) -> Result<Addr, String> {
+    pub fn parse(input: &str, listen: bool) -> Result<Addr, Usage> {
+        Addr::parse_inner(input, listen).map_err(Usage)
+    }
+
+    fn parse_inner(input: &str, listen: bool) -> Result<Addr, String> {
         let (scheme, rest) = input.split_once(':').ok_or_else(|| {
             format!("`{input}`: missing scheme (expected tcp:, vsock:, unix: or vsock-uds:)")
         })?;
@@ -173,7 +178,11 @@ pub struct Route {
 
 impl Route {
     /// Parses `LISTEN=TARGET[,proxy-v2][,max-conns=N]` (paths must not contain `=` or `,`).
-    pub fn parse(input: &str) -> Result<Route, String> {
+    pub fn parse(input: &str) -> Result<Route, Usage> {
+        Route::parse_inner(input).map_err(Usage)
+    }
+
+    fn parse_inner(input: &str) -> Result<Route, String> {
         let (listen, rest) = input
             .split_once('=')
             .ok_or_else(|| format!("route `{input}`: missing `=` between LISTEN and TARGET"))?;
@@ -185,8 +194,8 @@ impl Route {
         if target.is_empty() {
             return Err(format!("route `{input}`: empty target address"));
         }
-        let listen = Addr::parse(listen, true).map_err(|e| format!("route listen {e}"))?;
-        let target = Addr::parse(target, false).map_err(|e| format!("route target {e}"))?;
+        let listen = Addr::parse_inner(listen, true).map_err(|e| format!("route listen {e}"))?;
+        let target = Addr::parse_inner(target, false).map_err(|e| format!("route target {e}"))?;
         let mut route = Route {
             listen,
             target,
@@ -217,7 +226,7 @@ mod tests {
     use super::*;
 
     fn err(s: &str) -> String {
-        Route::parse(s).unwrap_err()
+        Route::parse(s).unwrap_err().0
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! enough to read in one sitting) and the `--help` text generated from the same table.
 
 use crate::addr::{Addr, Route};
-use crate::connect::Policy;
-use crate::relay::Settings;
+use crate::connector::Policy;
+use crate::error::Usage;
+use crate::worker::Settings;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ const OPTIONS: &[Opt] = &[
     Opt("workers", Some("N"), Some("0"), "Worker threads, one epoll loop each; 0 means one per CPU."),
     Opt("max-conns", Some("N"), Some("10000"), "Connections per route; beyond it new ones are accepted and closed at once."),
     Opt("idle-timeout", Some("DURATION"), Some("10m"), "Close a connection after this long without a byte moving (0: never)."),
+    Opt("linger", Some("DURATION"), Some("5s"), "Once the target has ended its side and the client has been sent EOF, close the pair if the client has not closed its side within this long (a client that half-closes first, and waits for an answer, is not affected)."),
     Opt("connect-timeout", Some("DURATION"), Some("5s"), "Time for one attempt to reach the target (including the vsock-uds handshake)."),
     Opt("connect-retries", Some("N"), Some("8"), "Further attempts while the target refuses or is absent (an enclave booting); 100 ms apart, doubling, at most 2 s."),
     Opt("drain-timeout", Some("DURATION"), Some("30s"), "After SIGTERM/SIGINT: stop accepting, let open connections run this long, exit 0."),
@@ -81,32 +83,17 @@ pub fn help() -> String {
     s
 }
 
-/// `10s`, `500ms`, `2m`, `1h` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, ""), |i| s.split_at(i));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad duration `{s}` (try 10s, 500ms, 2m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(format!(
-            "bad duration `{s}`: unknown unit `{unit}` (ms, s, m, h)"
-        )),
-    }
+fn duration(flag: &str, v: &str) -> Result<Duration, Usage> {
+    contract::duration::parse(v).map_err(|e| Usage(format!("--{flag}: {e}")))
 }
 
-fn number(flag: &str, v: &str) -> Result<usize, String> {
+fn number(flag: &str, v: &str) -> Result<usize, Usage> {
     v.parse()
-        .map_err(|_| format!("--{flag}: `{v}` is not a number"))
+        .map_err(|_| Usage(format!("--{flag}: `{v}` is not a number")))
 }
 
 /// Parses the arguments (without the program name).
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Usage> {
     let mut values: Vec<(&'static str, String)> = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -121,20 +108,22 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             _ => {}
         }
         let Some(body) = a.strip_prefix("--") else {
-            return Err(format!("unexpected argument `{a}`"));
+            return Err(Usage(format!("unexpected argument `{a}`")));
         };
         let (name, inline) = match body.split_once('=') {
             Some((n, v)) if OPTIONS.iter().any(|o| o.0 == n) => (n, Some(v.to_string())),
             _ => (body, None),
         };
         let Some(opt) = OPTIONS.iter().find(|o| o.0 == name) else {
-            return Err(format!("unknown option `--{name}`"));
+            return Err(Usage(format!("unknown option `--{name}`")));
         };
         let v = match (opt.1, inline) {
             (None, None) => String::new(),
-            (None, Some(_)) => return Err(format!("--{name} takes no value")),
+            (None, Some(_)) => return Err(Usage(format!("--{name} takes no value"))),
             (Some(_), Some(v)) => v,
-            (Some(_), None) => it.next().ok_or_else(|| format!("--{name} needs a value"))?,
+            (Some(_), None) => it
+                .next()
+                .ok_or_else(|| Usage(format!("--{name} needs a value")))?,
         };
         values.push((opt.0, v));
     }
@@ -161,9 +150,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     if routes.is_empty() {
         return Err("no --route given".into());
     }
-    let idle = parse_duration(&get("idle-timeout")).map_err(|e| format!("--idle-timeout: {e}"))?;
+    let idle = duration("idle-timeout", &get("idle-timeout"))?;
     let metrics = if has("metrics") {
-        let m = Addr::parse(&get("metrics"), true).map_err(|e| format!("--metrics {e}"))?;
+        let m = Addr::parse(&get("metrics"), true).map_err(|e| Usage(format!("--metrics {e}")))?;
         if !matches!(m, Addr::Tcp { .. }) {
             return Err("--metrics must be a tcp: address".into());
         }
@@ -180,15 +169,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         metrics,
         settings: Settings {
             idle_timeout: (!idle.is_zero()).then_some(idle),
+            linger: duration("linger", &get("linger"))?,
             policy: Policy {
-                timeout: parse_duration(&get("connect-timeout"))
-                    .map_err(|e| format!("--connect-timeout: {e}"))?,
+                timeout: duration("connect-timeout", &get("connect-timeout"))?,
                 retries: u32::try_from(retries)
-                    .map_err(|_| "--connect-retries: too large".to_string())?,
+                    .map_err(|_| Usage::from("--connect-retries: too large"))?,
                 backoff: Duration::from_millis(100),
             },
-            drain: parse_duration(&get("drain-timeout"))
-                .map_err(|e| format!("--drain-timeout: {e}"))?,
+            drain: duration("drain-timeout", &get("drain-timeout"))?,
             no_splice: has("no-splice"),
         },
     })))
@@ -199,7 +187,7 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Command, String> {
-        parse(args.iter().map(|s| s.to_string()))
+        parse(args.iter().map(|s| s.to_string())).map_err(|e| e.0)
     }
 
     #[test]
@@ -223,6 +211,7 @@ mod tests {
         assert_eq!(a.settings.idle_timeout, None);
         assert_eq!(a.settings.policy.timeout, Duration::from_secs(5));
         assert_eq!(a.settings.drain, Duration::from_secs(30));
+        assert_eq!(a.settings.linger, Duration::from_secs(5));
         assert!(a.settings.no_splice && !a.proxy_v2);
         assert!(matches!(p(&["--help"]), Ok(Command::Print(_))));
     }
@@ -249,11 +238,27 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("").is_err());
+    fn durations_are_the_shared_syntax() {
+        let route = ["--route", "tcp:h:1=tcp:h:7"];
+        let run = |extra: &[&str]| {
+            let mut a = route.to_vec();
+            a.extend_from_slice(extra);
+            p(&a)
+        };
+        let Ok(Command::Run(a)) = run(&["--idle-timeout", "1h", "--connect-timeout", "500ms"])
+        else {
+            panic!()
+        };
+        assert_eq!(a.settings.idle_timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(a.settings.policy.timeout, Duration::from_millis(500));
+        let e = run(&["--linger", "5d"]).unwrap_err();
+        assert_eq!(
+            e,
+            "--linger: invalid duration \"5d\": the unit must be ms, s, m or h"
+        );
+        // Too large is an error now, not silently capped.
+        assert!(run(&["--idle-timeout", "99999999999999999h"])
+            .unwrap_err()
+            .contains("too large"));
     }
 }

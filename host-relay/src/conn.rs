@@ -10,11 +10,17 @@
 //! → done. The connection is done when both directions are; any other error closes both sockets.
 //! Interest, computed by [`Conn::interest`], is the back-pressure: a source is watched for EPOLLIN
 //! only while its buffer has room, a sink for EPOLLOUT only while its buffer holds bytes.
+//!
+//! Half-dead pairs: once the target has ended its side and the client has been sent EOF, the
+//! client has had everything; if it does not close its side within [`Conn::half_dead`]'s
+//! linger (`--linger`, 5 s by default), the worker closes both, instead of holding the
+//! sockets and the route's slot until the idle timeout. A client that half-closes first (sends
+//! a request, then EOF, and waits for a long answer) is not touched by this.
 
 use crate::sys;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Size of a copy-mode buffer.
 pub const COPY_BUF: usize = 64 * 1024;
@@ -82,7 +88,50 @@ enum Buffer {
     Mem(Box<[u8]>),
 }
 
-/// Which socket failed, for the close reason.
+/// One of the two sockets of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The accepted client.
+    Client,
+    /// The route's target.
+    Target,
+}
+
+impl Side {
+    /// `client` or `target`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Target => "target",
+        }
+    }
+
+    /// The index in [`Conn::fds`] (and of the direction this side is the source of).
+    pub fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Target => 1,
+        }
+    }
+
+    /// The side of an index (0: client).
+    pub fn of(i: usize) -> Side {
+        if i == 0 {
+            Side::Client
+        } else {
+            Side::Target
+        }
+    }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Target,
+            Side::Target => Side::Client,
+        }
+    }
+}
+
+/// Which operation failed, for the close reason.
 #[derive(Debug)]
 pub enum Failure {
     /// Reading from the source (e.g. ECONNRESET).
@@ -290,27 +339,53 @@ impl Dir {
     }
 }
 
-/// Why a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a connection ended: the `reason=` of its `close` log line.
+#[derive(Debug)]
 pub enum Close {
     /// Both directions reached EOF and were shut down.
     Eof,
-    /// A socket reported an error or reset.
-    Error,
+    /// A socket failed or was reset.
+    Failed {
+        /// Which one.
+        side: Side,
+        /// What failed (`read`, `write`, `pipe`, `epoll_ctl`, `socket`).
+        op: &'static str,
+        /// The cause.
+        error: std::io::Error,
+    },
     /// No byte moved for the idle timeout.
     Idle,
     /// Still open when the shutdown drain time ran out.
     Drain,
+    /// The target had ended and the client did not close within the linger.
+    HalfDead,
+    /// The target could not be reached (after the retries).
+    Unreachable {
+        /// The target, as configured.
+        target: String,
+        /// The last error.
+        error: std::io::Error,
+    },
 }
 
 impl Close {
-    /// The word in the log line.
-    pub fn as_str(self) -> &'static str {
+    /// Whether it counts as an error in the metrics.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Close::Failed { .. } | Close::Unreachable { .. })
+    }
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Close::Eof => "eof",
-            Close::Error => "error",
-            Close::Idle => "idle-timeout",
-            Close::Drain => "drain-timeout",
+            Close::Eof => f.write_str("eof"),
+            Close::Failed { side, op, error } => {
+                write!(f, "error({} {op}: {error})", side.as_str())
+            }
+            Close::Idle => f.write_str("idle-timeout"),
+            Close::Drain => f.write_str("drain-timeout"),
+            Close::HalfDead => f.write_str("target-closed-client-lingered"),
+            Close::Unreachable { target, error } => write!(f, "connect-failed({target}: {error})"),
         }
     }
 }
@@ -324,29 +399,15 @@ pub struct Conn {
     pub dirs: [Dir; 2],
     /// The epoll events each socket is registered for (`None`: removed after EPOLLHUP).
     pub interest: [Option<u32>; 2],
-    /// Index of the route.
-    pub route: usize,
-    /// Connection number, for the log.
-    pub id: u64,
-    /// The client's address, for the log.
-    pub peer: String,
-    /// When the client was accepted.
-    pub opened: Instant,
     /// When a byte last moved.
     pub active: Instant,
+    /// When the target's direction finished while the client's had not (see the module).
+    pub half_dead_since: Option<Instant>,
 }
 
 impl Conn {
     /// A connection between `client` and `target`; `copy` starts both directions in copy mode.
-    pub fn new(
-        client: OwnedFd,
-        target: OwnedFd,
-        copy: bool,
-        route: usize,
-        id: u64,
-        peer: String,
-        opened: Instant,
-    ) -> Conn {
+    pub fn new(client: OwnedFd, target: OwnedFd, copy: bool) -> Conn {
         let dir = || Dir {
             copy,
             ..Dir::default()
@@ -355,31 +416,36 @@ impl Conn {
             fds: [client, target],
             dirs: [dir(), dir()],
             interest: [Some(0), Some(0)],
-            route,
-            id,
-            peer,
-            opened,
             active: Instant::now(),
+            half_dead_since: None,
         }
     }
 
-    /// Runs both directions until neither can move; Err (with the failing socket's side: 0 client,
-    /// 1 target) closes the connection.
-    pub fn pump(&mut self, pool: &mut Pool) -> Result<bool, (usize, Failure)> {
+    /// Runs both directions until neither can move; `Err` (the failing socket's side and what
+    /// failed) closes the connection.
+    pub fn pump(&mut self, pool: &mut Pool) -> Result<bool, Close> {
         self.pump_dirs([true, true], pool)
     }
 
+    /// Whether the client has outlived the target by `linger` (the pair is half dead).
+    pub fn half_dead(&self, linger: Duration, now: Instant) -> bool {
+        self.half_dead_since
+            .is_some_and(|t| now.duration_since(t) >= linger)
+    }
+
     /// Like [`Conn::pump`], for the directions selected (`which[0]`: client → target).
-    pub fn pump_dirs(
-        &mut self,
-        which: [bool; 2],
-        pool: &mut Pool,
-    ) -> Result<bool, (usize, Failure)> {
+    pub fn pump_dirs(&mut self, which: [bool; 2], pool: &mut Pool) -> Result<bool, Close> {
         let [a, b] = &self.fds;
+        // Direction `d` reads side `d` and writes the other.
         let side = |d: usize| {
-            move |f: Failure| match f {
-                Failure::Write(_) => (1 - d, f),
-                _ => (d, f),
+            move |f: Failure| {
+                let src = Side::of(d);
+                let (side, op, error) = match f {
+                    Failure::Read(e) => (src, "read", e),
+                    Failure::Write(e) => (src.other(), "write", e),
+                    Failure::Pipe(e) => (src, "pipe", e),
+                };
+                Close::Failed { side, op, error }
             }
         };
         let mut up = false;
@@ -394,8 +460,12 @@ impl Conn {
                 .pump(b.as_fd(), a.as_fd(), pool)
                 .map_err(side(1))?;
         }
+        let now = Instant::now();
         if up || down {
-            self.active = Instant::now();
+            self.active = now;
+        }
+        if self.half_dead_since.is_none() && self.dirs[1].done() && !self.dirs[0].done() {
+            self.half_dead_since = Some(now);
         }
         Ok(up || down)
     }
@@ -446,15 +516,7 @@ mod tests {
         let (t, tapp) = UnixStream::pair().unwrap();
         c.set_nonblocking(true).unwrap();
         t.set_nonblocking(true).unwrap();
-        let conn = Conn::new(
-            c.into(),
-            t.into(),
-            copy,
-            0,
-            1,
-            "test".into(),
-            Instant::now(),
-        );
+        let conn = Conn::new(c.into(), t.into(), copy);
         (app, tapp, conn)
     }
 
@@ -541,7 +603,78 @@ mod tests {
         let mut pool = Pool::default();
         drop(tapp);
         app.write_all(b"x").unwrap();
-        assert!(matches!(conn.pump(&mut pool), Err((1, Failure::Write(_)))));
+        let Err(close) = conn.pump(&mut pool) else {
+            panic!("no error")
+        };
+        assert!(
+            matches!(
+                close,
+                Close::Failed {
+                    side: Side::Target,
+                    op: "write",
+                    ..
+                }
+            ),
+            "{close}"
+        );
+        assert!(
+            close.to_string().starts_with("error(target write: "),
+            "{close}"
+        );
+    }
+
+    #[test]
+    fn a_client_that_outlives_its_target_is_half_dead_and_one_that_half_closes_is_not() {
+        let (mut app, mut tapp, mut conn) = setup(false);
+        let mut pool = Pool::default();
+        tapp.write_all(b"bye").unwrap();
+        drop(tapp); // the target ends its side and closes
+        for _ in 0..10 {
+            conn.pump(&mut pool).unwrap();
+        }
+        let mut got = Vec::new();
+        app.read_to_end(&mut got).unwrap(); // the client got everything, then EOF
+        assert_eq!(got, b"bye");
+        assert!(conn.dirs[1].done() && !conn.dirs[0].done());
+        let t = conn.half_dead_since.expect("half dead");
+        assert!(!conn.half_dead(Duration::from_secs(5), t + Duration::from_secs(4)));
+        assert!(conn.half_dead(Duration::from_secs(5), t + Duration::from_secs(5)));
+
+        let (app, _tapp, mut conn) = setup(false);
+        app.shutdown(std::net::Shutdown::Write).unwrap(); // a request sent, now waiting
+        conn.pump(&mut pool).unwrap();
+        assert!(conn.dirs[0].done());
+        assert_eq!(conn.half_dead_since, None);
+    }
+
+    #[test]
+    fn close_reasons_read_well_in_the_log() {
+        let e = || std::io::Error::from_raw_os_error(libc::ECONNRESET);
+        assert_eq!(Close::Eof.to_string(), "eof");
+        assert_eq!(
+            Close::Failed {
+                side: Side::Client,
+                op: "read",
+                error: e()
+            }
+            .to_string(),
+            "error(client read: Connection reset by peer (os error 104))"
+        );
+        assert_eq!(Close::HalfDead.to_string(), "target-closed-client-lingered");
+        assert_eq!(
+            Close::Unreachable {
+                target: "vsock:16:443".into(),
+                error: e()
+            }
+            .to_string(),
+            "connect-failed(vsock:16:443: Connection reset by peer (os error 104))"
+        );
+        assert!(Close::Unreachable {
+            target: String::new(),
+            error: e()
+        }
+        .is_error());
+        assert!(!Close::Idle.is_error());
     }
 
     #[test]

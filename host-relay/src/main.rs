@@ -1,20 +1,12 @@
-//! `host-relay`: forwards bytes between TCP, Unix sockets and vsock on the parent EC2 instance.
-//!
-//! The parent is not trusted by the enclave's users, so this program only moves bytes: it links no
-//! TLS or crypto code and parses no payload. Each route is `LISTEN=TARGET`; worker threads run an
-//! epoll loop each and move data with splice(2) (see `conn.rs`), falling back to read/write per
-//! connection where the kernel refuses to splice a socket (AF_VSOCK on older kernels).
+//! The `host-relay` binary: parse the command line, bind the routes, start the workers, and wait
+//! for SIGTERM/SIGINT (resolving TCP target names again every half minute meanwhile); then
+//! stop accepting and drain. See the library's documentation for the parts.
 
-mod addr;
-mod cli;
-mod conn;
-mod connect;
-mod metrics;
-mod proxy;
-mod relay;
-mod sys;
-
-use relay::{Ctx, Handle, Listener, RouteRt};
+use host_relay::error::Error;
+use host_relay::listener::Listener;
+use host_relay::route::{RouteRt, RESOLVE_EVERY};
+use host_relay::worker::{self, Handle, Shared};
+use host_relay::{cli, metrics, sys};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
@@ -41,30 +33,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: cli::Args) -> Result<(), String> {
+fn run(args: cli::Args) -> Result<(), Error> {
     // Block the termination signals before any thread exists, so every thread inherits the mask
-    // and only the main thread's sigwait sees them.
-    let signals = sys::block_term_signals().map_err(|e| format!("blocking signals: {e}"))?;
+    // and only the main thread's wait sees them.
+    let signals = sys::block_term_signals().map_err(Error::Signals)?;
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
     for (i, r) in args.routes.into_iter().enumerate() {
-        let l = Listener::bind(&r.listen)
-            .map_err(|e| format!("route {i}: listening on {}: {e}", r.listen))?;
+        let l = Listener::bind(&r.listen).map_err(|source| Error::Listen {
+            route: i,
+            addr: r.listen.to_string(),
+            source,
+        })?;
         let bound = l.describe(&r.listen);
-        let max = r.max_conns.unwrap_or(args.max_conns) as u64;
+        let max = u64::try_from(r.max_conns.unwrap_or(args.max_conns)).unwrap_or(u64::MAX);
         let proxy = r.proxy_v2 || args.proxy_v2;
         eprintln!(
             "host-relay: route {i}: listening on {bound} -> {}{}, max {max} connections",
             r.target,
             if proxy { " with PROXY v2" } else { "" }
         );
-        routes.push(RouteRt::new(r, bound, max, proxy));
+        let rt = RouteRt::new(r, bound, max, proxy);
+        if let Err(e) = rt.addresses() {
+            if rt.needs_resolving() {
+                eprintln!("host-relay: route {i}: {e}; trying again every {RESOLVE_EVERY:?}");
+            }
+        }
+        routes.push(rt);
         listeners.push(l);
     }
-    let ctx = Arc::new(Ctx::new(routes, listeners, args.settings));
+    let shared = Arc::new(Shared::new(routes, listeners, args.settings));
     if let Some(m) = &args.metrics {
         let view = Arc::new(
-            ctx.routes
+            shared
+                .routes
                 .iter()
                 .map(|r| {
                     (
@@ -75,7 +77,10 @@ fn run(args: cli::Args) -> Result<(), String> {
                 })
                 .collect(),
         );
-        let bound = metrics::serve(m, view).map_err(|e| format!("metrics on {m}: {e}"))?;
+        let bound = metrics::serve(m, view).map_err(|source| Error::Metrics {
+            addr: m.to_string(),
+            source,
+        })?;
         eprintln!("host-relay: metrics on tcp:{bound}");
     }
     let workers = if args.workers == 0 {
@@ -86,20 +91,28 @@ fn run(args: cli::Args) -> Result<(), String> {
     let mut handles = Vec::new();
     let mut threads = Vec::new();
     for i in 0..workers {
-        let h = Arc::new(Handle::new().map_err(|e| format!("eventfd: {e}"))?);
-        let (c, hh) = (Arc::clone(&ctx), Arc::clone(&h));
+        let h = Arc::new(Handle::new().map_err(Error::Epoll)?);
+        let (s, hh) = (Arc::clone(&shared), Arc::clone(&h));
         let t = std::thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || relay::run(c, hh))
-            .map_err(|e| format!("starting worker {i}: {e}"))?;
+            .spawn(move || worker::run(s, hh))
+            .map_err(|source| Error::Spawn { worker: i, source })?;
         handles.push(h);
         threads.push(t);
     }
     eprintln!("host-relay: {workers} workers ready");
-    let sig = sys::sigwait(&signals).map_err(|e| format!("sigwait: {e}"))?;
-    let drain = ctx.settings.drain;
+    let sig = loop {
+        if let Some(sig) = sys::sigtimedwait(&signals, RESOLVE_EVERY).map_err(Error::Signals)? {
+            break sig;
+        }
+        // DNS answers change (and a name may resolve now that did not at start).
+        for r in shared.routes.iter().filter(|r| r.needs_resolving()) {
+            r.resolve();
+        }
+    };
+    let drain = shared.settings.drain;
     eprintln!("host-relay: signal {sig}: no longer accepting; draining for up to {drain:?}");
-    ctx.stop.store(true, SeqCst);
+    shared.stop.store(true, SeqCst);
     for h in &handles {
         h.wake();
     }
@@ -111,15 +124,15 @@ fn run(args: cli::Args) -> Result<(), String> {
     {
         std::thread::sleep(Duration::from_millis(5));
     }
-    for l in ctx.listeners().iter_mut() {
+    for l in shared.listeners().iter_mut() {
         l.take();
     }
     let mut result = Ok(());
     for t in threads {
         match t.join() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => result = Err(format!("worker: {e}")),
-            Err(_) => result = Err("a worker panicked".to_string()),
+            Ok(Err(e)) => result = Err(Error::Epoll(e)),
+            Err(_) => result = Err(Error::Panicked),
         }
     }
     eprintln!("host-relay: stopped");

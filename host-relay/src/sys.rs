@@ -187,13 +187,13 @@ fn vsock_socket() -> io::Result<OwnedFd> {
 }
 
 /// A listening AF_VSOCK stream socket on (cid, port), non-blocking.
-pub fn vsock_listen(cid: u32, port: u32) -> io::Result<OwnedFd> {
+pub fn vsock_listen(cid: u32, port: u32, backlog: i32) -> io::Result<OwnedFd> {
     let fd = vsock_socket()?;
     let a = sockaddr_vm(cid, port);
     // SAFETY: `a` is a valid sockaddr_vm of VM_LEN bytes.
     cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const a).cast(), VM_LEN) })?;
     // SAFETY: no pointer arguments.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), crate::relay::BACKLOG) })?;
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
     set_nonblocking(fd.as_fd(), true)?;
     Ok(fd)
 }
@@ -221,47 +221,136 @@ pub fn vsock_accept(l: BorrowedFd<'_>) -> io::Result<(OwnedFd, u32, u32)> {
     Ok((owned(fd), a.svm_cid, a.svm_port))
 }
 
-/// Connects an AF_VSOCK stream socket to (cid, port) within `timeout`; returns it blocking.
-pub fn vsock_connect(cid: u32, port: u32, timeout: Duration) -> io::Result<OwnedFd> {
-    let fd = vsock_socket()?;
-    set_nonblocking(fd.as_fd(), true)?;
-    let a = sockaddr_vm(cid, port);
-    // SAFETY: `a` is a valid sockaddr_vm of VM_LEN bytes.
-    let r = unsafe { libc::connect(fd.as_raw_fd(), (&raw const a).cast(), VM_LEN) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `p` is one valid pollfd.
-        let n = cvt(unsafe { libc::poll(&raw mut p, 1, ms) })?;
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::TimedOut));
-        }
-        let mut err: libc::c_int = 0;
-        let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
-        // SAFETY: `err` and `len` are valid for writing an int.
-        cvt(unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&raw mut err).cast(),
-                &raw mut len,
-            )
-        })?;
-        if err != 0 {
-            return Err(io::Error::from_raw_os_error(err));
-        }
+/// Where a non-blocking connect goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer<'a> {
+    /// An IPv4 or IPv6 TCP address.
+    Ip(std::net::SocketAddr),
+    /// A Unix stream socket.
+    Unix(&'a std::path::Path),
+    /// An AF_VSOCK (cid, port).
+    Vsock(u32, u32),
+}
+
+fn sockaddr_un(path: &std::path::Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: sockaddr_un is plain old data; all-zero is valid (and NUL-terminates the path).
+    let mut a: libc::sockaddr_un = unsafe { zeroed() };
+    a.sun_family = libc::sa_family_t::try_from(libc::AF_UNIX).unwrap_or_default();
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= a.sun_path.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
     }
-    set_nonblocking(fd.as_fd(), false)?;
-    Ok(fd)
+    for (d, &s) in a.sun_path.iter_mut().zip(bytes) {
+        *d = libc::c_char::from_ne_bytes([s]);
+    }
+    let len = size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    Ok((a, libc::socklen_t::try_from(len).unwrap_or(0)))
+}
+
+/// Starts connecting a new non-blocking, close-on-exec stream socket to `peer`: `(socket,
+/// true)` while the connect is in progress (wait for EPOLLOUT, then [`take_error`]), `(socket,
+/// false)` once connected. Errors are the connect's own (ECONNREFUSED, ENOENT, …).
+pub fn connect_start(peer: Peer<'_>) -> io::Result<(OwnedFd, bool)> {
+    let family = match peer {
+        Peer::Ip(std::net::SocketAddr::V4(_)) => libc::AF_INET,
+        Peer::Ip(std::net::SocketAddr::V6(_)) => libc::AF_INET6,
+        Peer::Unix(_) => libc::AF_UNIX,
+        Peer::Vsock(..) => libc::AF_VSOCK,
+    };
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    // SAFETY: no pointer arguments.
+    let fd = owned(cvt(unsafe { libc::socket(family, kind, 0) })?);
+    let r = match peer {
+        Peer::Ip(std::net::SocketAddr::V4(v4)) => {
+            // SAFETY: plain old data; all-zero is valid.
+            let mut a: libc::sockaddr_in = unsafe { zeroed() };
+            a.sin_family = libc::sa_family_t::try_from(libc::AF_INET).unwrap_or_default();
+            a.sin_port = v4.port().to_be();
+            a.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).unwrap_or(0);
+            // SAFETY: `a` is a valid sockaddr_in of `len` bytes.
+            unsafe { libc::connect(fd.as_raw_fd(), (&raw const a).cast(), len) }
+        }
+        Peer::Ip(std::net::SocketAddr::V6(v6)) => {
+            // SAFETY: plain old data; all-zero is valid.
+            let mut a: libc::sockaddr_in6 = unsafe { zeroed() };
+            a.sin6_family = libc::sa_family_t::try_from(libc::AF_INET6).unwrap_or_default();
+            a.sin6_port = v6.port().to_be();
+            a.sin6_addr.s6_addr = v6.ip().octets();
+            a.sin6_flowinfo = v6.flowinfo();
+            a.sin6_scope_id = v6.scope_id();
+            let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_in6>()).unwrap_or(0);
+            // SAFETY: `a` is a valid sockaddr_in6 of `len` bytes.
+            unsafe { libc::connect(fd.as_raw_fd(), (&raw const a).cast(), len) }
+        }
+        Peer::Unix(path) => {
+            let (a, len) = sockaddr_un(path)?;
+            // SAFETY: `a` is a valid sockaddr_un of `len` bytes.
+            unsafe { libc::connect(fd.as_raw_fd(), (&raw const a).cast(), len) }
+        }
+        Peer::Vsock(cid, port) => {
+            let a = sockaddr_vm(cid, port);
+            // SAFETY: `a` is a valid sockaddr_vm of VM_LEN bytes.
+            unsafe { libc::connect(fd.as_raw_fd(), (&raw const a).cast(), VM_LEN) }
+        }
+    };
+    if r == 0 {
+        return Ok((fd, false));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINPROGRESS) => Ok((fd, true)),
+        _ => Err(e),
+    }
+}
+
+/// The pending error of a socket (SO_ERROR, which clears it): `Err` if there was one.
+pub fn take_error(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut err: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `err` and `len` are valid for writing an int.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut err).cast(),
+            &raw mut len,
+        )
+    })?;
+    if err == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(err))
+    }
+}
+
+/// `recv(MSG_PEEK)`: what is there, left in the socket.
+pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    cvt_size(unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK,
+        )
+    })
+}
+
+/// Waits up to `timeout` for `events` (EPOLLIN/EPOLLOUT bits, which are poll's too) on one
+/// descriptor: whether it became ready.
+pub fn poll_one(fd: BorrowedFd<'_>, events: u32, timeout: Duration) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::c_short::try_from(events).unwrap_or(0),
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let n = cvt(unsafe { libc::poll(&raw mut p, 1, ms) })?;
+    Ok(n > 0)
 }
 
 /// Blocks SIGTERM and SIGINT in this thread (and the threads it spawns later).
@@ -282,15 +371,23 @@ pub fn block_term_signals() -> io::Result<libc::sigset_t> {
     Ok(set)
 }
 
-/// Waits for one of the signals in `set` (blocked beforehand) and returns its number.
-pub fn sigwait(set: &libc::sigset_t) -> io::Result<libc::c_int> {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: `set` is an initialised sigset_t and `sig` is valid for writing.
-    let r = unsafe { libc::sigwait(set, &raw mut sig) };
-    if r != 0 {
-        return Err(io::Error::from_raw_os_error(r));
+/// Waits up to `timeout` for one of the signals in `set` (blocked beforehand): its number, or
+/// `None` when the time ran out (or a signal outside the set interrupted the wait).
+pub fn sigtimedwait(set: &libc::sigset_t, timeout: Duration) -> io::Result<Option<libc::c_int>> {
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+    };
+    // SAFETY: `set` is an initialised sigset_t, `ts` a valid timespec; no siginfo is wanted.
+    let r = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &raw const ts) };
+    if r >= 0 {
+        return Ok(Some(r));
     }
-    Ok(sig)
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EINTR) => Ok(None),
+        _ => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -118,6 +118,12 @@ mod tests {
                 .count()
         }
 
+        fn threads(&self) -> usize {
+            std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+                .unwrap()
+                .count()
+        }
+
         fn term(&self) {
             let ok = Command::new("kill")
                 .args(["-TERM", &self.child.id().to_string()])
@@ -605,6 +611,93 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(450));
         assert!(ends(s, Duration::from_secs(2)));
         r.wait_line(|l| l.contains("reason=drain-timeout"));
+    }
+
+    #[test]
+    fn a_flood_of_connects_to_a_booting_target_adds_no_thread() {
+        // Nothing listens at the target yet (an enclave still booting): every client waits
+        // through its retries. Before, each one had a connector thread of its own.
+        let target = tmp("booting.sock");
+        let route = format!("tcp:127.0.0.1:0=unix:{}", target.display());
+        let r = Relay::start(&[
+            "--route",
+            &route,
+            "--connect-retries",
+            "8",
+            "--metrics",
+            "tcp:127.0.0.1:0",
+        ]);
+        let before = r.threads();
+        let mut clients = Vec::new();
+        let mut most = before;
+        for _ in 0..2000 {
+            clients.push(TcpStream::connect(r.addr(0)).unwrap());
+            if clients.len() % 100 == 0 {
+                most = most.max(r.threads());
+            }
+        }
+        r.wait_metric("host_relay_connections_active", 2000);
+        most = most.max(r.threads());
+        // main, 2 workers, metrics: and nothing per client.
+        assert_eq!(before, 4, "threads at start");
+        assert_eq!(most, before, "threads during a 2,000-connect flood");
+        // The target comes up: every waiting client is relayed to it (it says "up", closes).
+        let l = UnixListener::bind(&target).unwrap();
+        thread::spawn(move || {
+            for t in l.incoming() {
+                let _ = t.unwrap().write_all(b"up");
+            }
+        });
+        for mut c in clients {
+            c.set_read_timeout(Some(T)).unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"up");
+        }
+        r.wait_metric("host_relay_connections_active", 0);
+        assert_eq!(r.threads(), before);
+    }
+
+    #[test]
+    fn a_client_that_outlives_its_target_is_closed_after_the_linger() {
+        let echo_addr = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let a = l.local_addr().unwrap().to_string();
+            thread::spawn(move || {
+                // Says one thing and closes, as a server ending a connection does.
+                for s in l.incoming() {
+                    let mut s = s.unwrap();
+                    s.write_all(b"bye").unwrap();
+                }
+            });
+            a
+        };
+        let route = format!("tcp:127.0.0.1:0=tcp:{echo_addr}");
+        let r = Relay::start(&[
+            "--route",
+            &route,
+            "--linger",
+            "1s",
+            "--metrics",
+            "tcp:127.0.0.1:0",
+        ]);
+        // A client that never closes its side.
+        let mut c = TcpStream::connect(r.addr(0)).unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap(); // the target's bytes, then EOF
+        assert_eq!(got, b"bye");
+        let t0 = Instant::now();
+        r.wait_line(|l| l.contains("reason=target-closed-client-lingered"));
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert_eq!(r.metric("host_relay_connections_active"), 0);
+        // A client that half-closes first keeps its connection while the answer comes.
+        let mut c2 = TcpStream::connect(r.addr(0)).unwrap();
+        c2.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        c2.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"bye");
+        r.wait_line(|l| l.contains("reason=eof"));
     }
 
     #[test]

@@ -8,6 +8,45 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The only crates host-relay may link: it runs on the untrusted parent and must never hold a
+/// TLS or crypto library (nor anything that could bring one in).
+const RELAY_CRATES: &[&str] = &["host-relay", "contract", "libc"];
+
+/// Checks host-relay's dependency tree (normal dependencies) against [`RELAY_CRATES`].
+pub fn relay_links_no_crypto() -> Result {
+    let tree = output(cargo().current_dir(project_root()).args([
+        "tree",
+        "--locked",
+        "-p",
+        "host-relay",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ]))?;
+    let mut extra: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| !RELAY_CRATES.contains(name))
+        .collect();
+    extra.sort_unstable();
+    extra.dedup();
+    if extra.is_empty() {
+        println!(
+            "host-relay links only {}: no TLS or crypto crate",
+            RELAY_CRATES.join(", ")
+        );
+        Ok(())
+    } else {
+        err(format!(
+            "host-relay must link no TLS or crypto crate, and now also links: {}",
+            extra.join(", ")
+        ))
+    }
+}
+
 /// A named check and its outcome.
 pub type Outcome = (String, std::result::Result<(), String>);
 

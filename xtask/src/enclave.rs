@@ -410,31 +410,29 @@ fn start_heartbeat_listener(dir: &Path, seen: Arc<AtomicBool>) -> Result {
     Ok(())
 }
 
-/// Opens a stream to the enclave's vsock `port` through vhost-device-vsock's Unix socket.
+/// Opens a stream to the enclave's vsock `port` through vhost-device-vsock's Unix socket (the
+/// hybrid-vsock handshake of `contract::vsock_uds`, as host-relay speaks it).
 pub fn vsock_connect(uds: &Path, port: u32, timeout: Duration) -> std::io::Result<UnixStream> {
+    use contract::vsock_uds;
     let mut s = UnixStream::connect(uds)?;
     s.set_read_timeout(Some(timeout))?;
-    s.write_all(format!("CONNECT {port}\n").as_bytes())?;
+    s.write_all(vsock_uds::connect_request(port).as_bytes())?;
     // Read the reply byte by byte: what follows the line belongs to the application.
     let mut line = Vec::new();
     let mut b = [0u8; 1];
-    while line.len() < 64 {
-        if s.read(&mut b)? == 0 {
-            break;
-        }
-        if b[0] == b'\n' {
+    while line.len() < vsock_uds::MAX_REPLY {
+        if s.read(&mut b)? == 0 || b[0] == b'\n' {
             break;
         }
         line.push(b[0]);
     }
     s.set_read_timeout(None)?;
-    if line.starts_with(b"OK ") {
-        Ok(s)
-    } else {
-        Err(std::io::Error::new(
+    match vsock_uds::parse_reply(&line) {
+        Ok(_) => Ok(s),
+        Err(e) => Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
-            format!("vsock port {port}: {:?}", String::from_utf8_lossy(&line)),
-        ))
+            format!("vsock port {port}: {e}"),
+        )),
     }
 }
 

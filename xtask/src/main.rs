@@ -327,10 +327,13 @@ fn test(rest: &[String]) -> Result {
         "-D",
         "warnings",
     ]))?;
+    check::relay_links_no_crypto()?;
     let image = eif::build(&eif::Options::default())?;
     run(cargo()
         .current_dir(&root)
-        .args(["test", "--locked", "--workspace"]))?;
+        .args(["test", "--locked", "--workspace"])
+        // The flood tests need a memory cgroup: in CI they must run, never skip.
+        .env("ENCLAVE_HTTPS_REQUIRE_CGROUP", "1"))?;
     fuzz::short_run()?;
     check::image(&image, &image.tool)?;
     boot_tests(&image)?;
