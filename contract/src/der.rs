@@ -202,6 +202,11 @@ pub fn ec_public_key(spki: &[u8]) -> Result<EcPublicKey<'_>, DerError> {
     Ok(EcPublicKey { curve, point })
 }
 
+/// The EC public key of a DER certificate.
+pub fn certificate_ec_key(cert: &[u8]) -> Result<EcPublicKey<'_>, DerError> {
+    ec_public_key(spki(cert)?)
+}
+
 /// A readable name of a curve OID.
 pub fn curve_name(oid: &[u8]) -> &'static str {
     match oid {

@@ -157,27 +157,20 @@ impl Measurements {
         map
     }
 
-    /// The JSON nitro-cli's `build-enclave` prints: `{"Measurements": {...}}`, pretty-printed,
-    /// with a trailing newline.
+    /// The measurements file, as nitro-cli's `build-enclave` prints it (the contract's
+    /// [`contract::measurements`] format).
     pub fn to_json(&self) -> String {
-        let mut root = BTreeMap::new();
-        root.insert("Measurements", self.to_map());
-        let mut text = serde_json::to_string_pretty(&root).unwrap_or_default();
-        text.push('\n');
-        text
+        self.to_contract().to_json()
+    }
+
+    /// The same PCRs as the contract's type (what the verifiers read).
+    pub fn to_contract(&self) -> contract::measurements::Measurements {
+        contract::measurements::Measurements::new(self.pcr0, self.pcr1, self.pcr2, self.pcr8)
     }
 }
 
 /// Lowercase hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
-}
+pub use contract::hex::encode as hex;
 
 #[cfg(test)]
 mod tests {

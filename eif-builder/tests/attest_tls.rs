@@ -48,13 +48,11 @@ fn enc(v: &Value) -> Vec<u8> {
     out
 }
 
-fn spki(cert: &[u8]) -> Vec<u8> {
-    let cert = CertificateDer::from(cert);
-    webpki::EndEntityCert::try_from(&cert)
-        .unwrap()
-        .subject_public_key_info()
+fn sha256(b: &[u8]) -> [u8; 32] {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
         .as_ref()
-        .to_vec()
+        .try_into()
+        .unwrap()
 }
 
 fn emulator_document(nonce: &[u8], cert: &[u8]) -> Vec<u8> {
@@ -74,14 +72,14 @@ fn emulator_document(nonce: &[u8], cert: &[u8]) -> Vec<u8> {
             "cabundle".into(),
             Value::Array(vec![Value::Bytes(vec![0; 500])]),
         ),
-        ("public_key".into(), Value::Bytes(spki(cert))),
+        // Bound as the server binds it: the one definition in contract::binding.
+        (
+            "public_key".into(),
+            Value::Bytes(binding(cert).public_key.to_vec()),
+        ),
         (
             "user_data".into(),
-            Value::Bytes(
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert)
-                    .as_ref()
-                    .to_vec(),
-            ),
+            Value::Bytes(binding(cert).user_data.to_vec()),
         ),
         ("nonce".into(), Value::Bytes(nonce.to_vec())),
     ]);
@@ -93,11 +91,12 @@ fn emulator_document(nonce: &[u8], cert: &[u8]) -> Vec<u8> {
     ]))
 }
 
+fn binding(cert: &[u8]) -> contract::binding::Binding<'_> {
+    contract::binding::Binding::of_certificate(cert, sha256).unwrap()
+}
+
 fn decode_hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    contract::hex::decode(s).unwrap()
 }
 
 /// Serves one HTTPS request on a fresh port, in a thread; returns the URL.

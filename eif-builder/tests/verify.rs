@@ -187,10 +187,26 @@ fn debug_enclaves_are_refused_unless_allowed() {
     // Measurements of a real build: a debug enclave reports zeros instead.
     let real = entry("evervault-1.cbor").expected();
     for e in &debug {
-        let err = check(e, e.verify_at.unwrap(), &real, None, false).unwrap_err();
+        let at = e.verify_at.unwrap();
+        let err = check(e, at, &real, None, false).unwrap_err();
         assert_eq!(err.step(), "debug", "{}: {err}", e.file);
         assert!(err.to_string().contains("--allow-debug"), "{err}");
-        let v = check(e, e.verify_at.unwrap(), &real, None, true).unwrap();
+        // Allowed, it still never passes for a real image: it can run any code.
+        let err = check(e, at, &real, None, true).unwrap_err();
+        assert_eq!(err.step(), "debug", "{}: {err}", e.file);
+        assert!(
+            err.to_string()
+                .contains("only against measurements that are zero too"),
+            "{err}"
+        );
+        // Against zero measurements (its own), and only with the flag.
+        let zeros = e.expected();
+        assert!(zeros.is_debug());
+        assert_eq!(
+            check(e, at, &zeros, None, false).unwrap_err().step(),
+            "debug"
+        );
+        let v = check(e, at, &zeros, None, true).unwrap();
         assert!(v.debug);
     }
 }
@@ -487,7 +503,13 @@ fn cli_verify_reports_pcr_mismatch_debug_nonce_and_tampering() {
     let out = cli_verify(tmp.path(), &d.file, &meas, &dat, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["step"], "debug");
+    // --allow-debug keeps the comparison: a real image's measurements still refuse it...
     let out = cli_verify(tmp.path(), &d.file, &meas, &dat, &["--allow-debug"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["step"], "debug");
+    // ...and zero measurements accept it, saying so.
+    let zeros = d.measurements(&[0, 1, 2]);
+    let out = cli_verify(tmp.path(), &d.file, &zeros, &dat, &["--allow-debug"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["debug"], true);
 }
@@ -498,8 +520,12 @@ fn cli_verify_usage_problems_go_to_stderr() {
     let e = entry("evervault-1.cbor");
     let at = rfc3339(e.verify_at.unwrap());
     let good = e.measurements(&[0, 1, 2]);
+    let spelled = good.replacen("\"PCR1\"", "\"PCR01\"", 1);
+    let twice = good.replacen("\"PCR2\"", "\"PCR0\"", 1);
     for (meas, extra, needle) in [
         ("{}", vec![], "Measurements"),
+        (&spelled, vec![], "unknown key \"PCR01\""),
+        (&twice, vec![], "the key \"PCR0\" is given twice"),
         (&good, vec!["--nonce", "xyz"], "--nonce"),
         (
             &good,

@@ -6,9 +6,7 @@
 //! brings `yasna`, `time` and a PEM layer into the enclave image for features we do not use.
 //! The output is checked in tests by verifying its signature with aws-lc-rs and by openssl in
 //! the integration tests.
-//!
-//! Also here: a bounds-checked DER reader that finds the SubjectPublicKeyInfo of any
-//! certificate (for `/attestation` with a certificate from a file).
+//! (Reading certificates is `contract::der`'s job.)
 
 use crate::error::{Error, Result};
 use aws_lc_rs::rand::SystemRandom;
@@ -137,64 +135,6 @@ pub fn generate() -> Result<Generated> {
     })
 }
 
-/// One DER element read from the front of a byte string.
-struct Tlv<'a> {
-    tag: u8,
-    /// The whole element, header included.
-    whole: &'a [u8],
-    /// Its contents.
-    content: &'a [u8],
-    /// What follows it.
-    rest: &'a [u8],
-}
-
-/// Reads one DER element at the front of `input`.
-fn read_tlv(input: &[u8]) -> Option<Tlv<'_>> {
-    let (&tag, after_tag) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None; // multi-byte tags never occur in the fields we walk
-    }
-    let (&first, after_len) = after_tag.split_first()?;
-    let (len, header) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let bytes = after_len.get(..n)?;
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, 2 + n)
-    };
-    let total = header.checked_add(len)?;
-    let whole = input.get(..total)?;
-    let content = whole.get(header..)?;
-    Some(Tlv {
-        tag,
-        whole,
-        content,
-        rest: input.get(total..)?,
-    })
-}
-
-/// The DER SubjectPublicKeyInfo of an X.509 certificate, or `None` if it does not parse.
-pub fn spki_of(cert_der: &[u8]) -> Option<&[u8]> {
-    let cert = read_tlv(cert_der).filter(|t| t.tag == 0x30)?;
-    let tbs = read_tlv(cert.content).filter(|t| t.tag == 0x30)?;
-    let mut rest = tbs.content;
-    let first = read_tlv(rest)?;
-    if first.tag == 0xa0 {
-        rest = first.rest; // explicit version
-    }
-    // serialNumber, signature, issuer, validity, subject, then the key.
-    for expected in [0x02, 0x30, 0x30, 0x30, 0x30] {
-        rest = read_tlv(rest).filter(|t| t.tag == expected)?.rest;
-    }
-    read_tlv(rest).filter(|t| t.tag == 0x30).map(|t| t.whole)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,18 +156,19 @@ mod tests {
     #[test]
     fn generated_certificate_is_self_signed_and_its_key_is_found() {
         let g = generate().unwrap();
-        let spki = spki_of(&g.cert_der).unwrap();
+        let spki = contract::der::spki(&g.cert_der).unwrap();
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &g.key_pkcs8).unwrap();
         assert_eq!(spki, p256_spki(key.public_key().as_ref()).as_slice());
         assert_eq!(spki.len(), 91);
         // Certificate = SEQ { tbs, alg, BIT STRING sig }: verify sig over tbs with the key.
-        let cert = read_tlv(&g.cert_der).unwrap();
-        let tbs = read_tlv(cert.content).unwrap();
-        let alg = read_tlv(tbs.rest).unwrap();
-        let sig = read_tlv(alg.rest).unwrap();
+        let mut outer = contract::der::Der::new(&g.cert_der);
+        let mut cert = contract::der::Der::new(outer.read().unwrap().value);
+        let tbs = cert.read().unwrap();
+        let _alg = cert.read().unwrap();
+        let sig = cert.read().unwrap();
         assert_eq!(sig.tag, 0x03);
-        assert!(sig.rest.is_empty());
-        let (tbs, sig) = (tbs.whole, sig.content);
+        assert!(cert.is_empty() && outer.is_empty());
+        let (tbs, sig) = (tbs.raw, sig.value);
         let point = spki.get(spki.len() - 65..).unwrap();
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
             .verify(tbs, sig.get(1..).unwrap())
@@ -235,17 +176,5 @@ mod tests {
         // Two generations never share a key or a serial.
         let h = generate().unwrap();
         assert_ne!(g.cert_der, h.cert_der);
-    }
-
-    #[test]
-    fn truncated_or_odd_certificates_give_none() {
-        let g = generate().unwrap();
-        for n in 0..g.cert_der.len() {
-            let _ = spki_of(g.cert_der.get(..n).unwrap());
-        }
-        assert!(spki_of(b"").is_none());
-        assert!(spki_of(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
-        assert!(spki_of(&[0x30, 0x85, 1, 1, 1, 1, 1]).is_none());
-        assert!(spki_of(&[0x1f, 0x00]).is_none());
     }
 }

@@ -30,7 +30,16 @@ use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime
 use super::doc::{parse_unverified, AttestationDoc};
 use crate::error::Error;
 use crate::measure::hex;
-use crate::sign::der;
+use contract::binding::{Binding, BindingField};
+
+/// SHA-256, for the binding.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+use contract::der;
 
 /// COSE algorithm ES384.
 pub const ES384: i64 = -35;
@@ -53,69 +62,20 @@ pub struct ExpectedPcrs {
     pcrs: BTreeMap<u8, Vec<u8>>,
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let b = text.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    b.chunks_exact(2)
-        .map(|p| match p {
-            [hi, lo] => Some((nibble(*hi)? << 4) | nibble(*lo)?),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Decodes a hex argument (either case), naming it in the error.
 pub fn parse_hex(text: &str, what: &str) -> crate::Result<Vec<u8>> {
-    decode_hex(text.trim())
-        .ok_or_else(|| Error::invalid(what, "is not an even number of hex digits"))
+    contract::hex::decode(text.trim())
+        .map_err(|_| Error::invalid(what, "is not an even number of hex digits"))
 }
 
 impl ExpectedPcrs {
-    /// Reads a measurements file's JSON. PCR0, PCR1 and PCR2 are required; any other `PCRn`
-    /// present (PCR8 of a signed image) is checked too; `HashAlgorithm` is ignored.
+    /// Reads a measurements file strictly (see [`contract::measurements`]): PCR0, PCR1 and
+    /// PCR2 are required, any other `PCRn` present (PCR8 of a signed image) is checked too; a
+    /// key spelled otherwise, given twice or unknown is an error naming it.
     pub fn from_measurements_json(text: &str) -> crate::Result<Self> {
-        let what = "measurements JSON";
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::malformed(what, e.to_string()))?;
-        let map = value
-            .get("Measurements")
-            .and_then(serde_json::Value::as_object)
-            .ok_or_else(|| Error::malformed(what, "has no \"Measurements\" object"))?;
-        let mut pcrs = BTreeMap::new();
-        for (key, value) in map {
-            if key == "HashAlgorithm" {
-                continue;
-            }
-            let index = key
-                .strip_prefix("PCR")
-                .and_then(|n| n.parse::<u8>().ok())
-                .filter(|n| *n < 32)
-                .ok_or_else(|| Error::malformed(what, format!("unknown key {key:?}")))?;
-            let bytes = value
-                .as_str()
-                .and_then(decode_hex)
-                .filter(|b| b.len() == PCR_LEN)
-                .ok_or_else(|| {
-                    Error::malformed(what, format!("{key} is not {PCR_LEN} bytes of hex"))
-                })?;
-            pcrs.insert(index, bytes);
-        }
-        for required in 0..3 {
-            if !pcrs.contains_key(&required) {
-                return Err(Error::malformed(what, format!("PCR{required} is missing")));
-            }
-        }
-        Ok(ExpectedPcrs { pcrs })
+        let m = contract::measurements::Measurements::parse(text)
+            .map_err(|e| Error::malformed("measurements file", e.to_string()))?;
+        Ok(ExpectedPcrs::from(&m))
     }
 
     /// The expected values, index → 48 bytes.
@@ -124,16 +84,25 @@ impl ExpectedPcrs {
     }
 }
 
+impl From<&contract::measurements::Measurements> for ExpectedPcrs {
+    fn from(m: &contract::measurements::Measurements) -> Self {
+        ExpectedPcrs {
+            pcrs: m.iter().map(|(i, p)| (i, p.to_vec())).collect(),
+        }
+    }
+}
+
 impl From<&crate::Measurements> for ExpectedPcrs {
     fn from(m: &crate::Measurements) -> Self {
-        let mut pcrs = BTreeMap::new();
-        pcrs.insert(0, m.pcr0.to_vec());
-        pcrs.insert(1, m.pcr1.to_vec());
-        pcrs.insert(2, m.pcr2.to_vec());
-        if let Some(pcr8) = m.pcr8 {
-            pcrs.insert(8, pcr8.to_vec());
-        }
-        ExpectedPcrs { pcrs }
+        ExpectedPcrs::from(&m.to_contract())
+    }
+}
+
+impl ExpectedPcrs {
+    /// Whether PCR0, PCR1 and PCR2 are all zero: the measurements of a debug enclave, which is
+    /// all `--allow-debug` accepts.
+    pub fn is_debug(&self) -> bool {
+        (0..3u8).all(|i| self.pcrs.get(&i).is_some_and(|v| v.iter().all(|&b| b == 0)))
     }
 }
 
@@ -151,7 +120,8 @@ pub struct Policy<'a> {
     pub nonce: Option<&'a [u8]>,
     /// The DER of the TLS certificate the document must be bound to, if any.
     pub tls_certificate: Option<&'a [u8]>,
-    /// Accept a debug enclave (PCR0/1/2 all zero); the PCRs are then not compared.
+    /// Accept a debug enclave (PCR0/1/2 all zero) -- only against measurements that are zero
+    /// themselves: a debug enclave can run any code, so it never passes for a real image.
     pub allow_debug: bool,
     /// Accept QEMU's unsigned documents (algorithm -1) without signature or chain checks.
     pub insecure_emulator: bool,
@@ -174,7 +144,8 @@ pub struct Verified {
     pub nonce: Option<Vec<u8>>,
     /// False only for an emulator document accepted under [`Policy::insecure_emulator`].
     pub signature_checked: bool,
-    /// True for a debug enclave accepted under [`Policy::allow_debug`] (PCRs not compared).
+    /// True for a debug enclave accepted under [`Policy::allow_debug`] (against zero
+    /// measurements).
     pub debug: bool,
 }
 
@@ -210,8 +181,16 @@ pub enum VerifyError {
     Validity(String),
     /// The COSE signature does not verify with the leaf certificate's key.
     Signature(String),
-    /// PCR0/1/2 are all zero: a debug-mode enclave.
+    /// PCR0/1/2 are all zero: a debug-mode enclave, refused without `--allow-debug`.
     Debug(Authenticated),
+    /// A debug-mode enclave offered for measurements of a real image (`--allow-debug` accepts
+    /// a debug enclave only against zero measurements).
+    DebugForImage {
+        /// PCR0 of the measurements, hex.
+        expected: String,
+        /// The document's content.
+        doc: Authenticated,
+    },
     /// A PCR differs from the measurements.
     Pcr {
         /// The PCR index.
@@ -255,7 +234,7 @@ impl VerifyError {
             VerifyError::Chain(_) => "chain",
             VerifyError::Validity(_) => "validity",
             VerifyError::Signature(_) => "signature",
-            VerifyError::Debug(_) => "debug",
+            VerifyError::Debug(_) | VerifyError::DebugForImage { .. } => "debug",
             VerifyError::Pcr { .. } => "pcr",
             VerifyError::Nonce { .. } => "nonce",
             VerifyError::Binding { .. } => "binding",
@@ -266,6 +245,7 @@ impl VerifyError {
     pub fn document(&self) -> Option<&Authenticated> {
         match self {
             VerifyError::Debug(doc)
+            | VerifyError::DebugForImage { doc, .. }
             | VerifyError::Pcr { doc, .. }
             | VerifyError::Nonce { doc, .. }
             | VerifyError::Binding { doc, .. } => Some(doc),
@@ -306,6 +286,12 @@ impl fmt::Display for VerifyError {
                 f,
                 "PCR0, PCR1 and PCR2 are all zero: the enclave runs in debug mode (its memory is \
                  readable by the operator); refused without --allow-debug"
+            ),
+            VerifyError::DebugForImage { expected, .. } => write!(
+                f,
+                "PCR0, PCR1 and PCR2 are all zero: a debug-mode enclave, which can run any code; \
+                 --allow-debug accepts it only against measurements that are zero too, and these \
+                 are a real image's (PCR0 {expected})"
             ),
             VerifyError::Pcr {
                 index,
@@ -527,17 +513,27 @@ pub fn verify(document: &[u8], policy: &Policy<'_>) -> Result<Verified, VerifyEr
     if debug && !policy.allow_debug {
         return Err(VerifyError::Debug(authenticated));
     }
-    if !debug {
-        for (index, want) in policy.expected.pcrs() {
-            let got = pcrs.get(index);
-            if got != Some(want) {
-                return Err(VerifyError::Pcr {
-                    index: *index,
-                    expected: hex(want),
-                    actual: got.map_or_else(|| "absent".to_string(), |g| hex(g)),
-                    doc: authenticated,
-                });
-            }
+    if debug && !policy.expected.is_debug() {
+        let pcr0 = policy
+            .expected
+            .pcrs()
+            .get(&0)
+            .map_or_else(String::new, |p| hex(p));
+        return Err(VerifyError::DebugForImage {
+            expected: pcr0,
+            doc: authenticated,
+        });
+    }
+    // Always compared: a debug enclave too (against zero measurements, see above).
+    for (index, want) in policy.expected.pcrs() {
+        let got = pcrs.get(index);
+        if got != Some(want) {
+            return Err(VerifyError::Pcr {
+                index: *index,
+                expected: hex(want),
+                actual: got.map_or_else(|| "absent".to_string(), |g| hex(g)),
+                doc: authenticated,
+            });
         }
     }
     if let Some(sent) = policy.nonce {
@@ -550,26 +546,21 @@ pub fn verify(document: &[u8], policy: &Policy<'_>) -> Result<Verified, VerifyEr
         }
     }
     if let Some(tls) = policy.tls_certificate {
-        let leaf = CertificateDer::from(tls);
-        let spki = webpki::EndEntityCert::try_from(&leaf)
-            .map(|c| c.subject_public_key_info().as_ref().to_vec())
-            .map_err(|e| {
-                VerifyError::Malformed(Error::malformed("TLS certificate", format!("{e:?}")))
-            })?;
-        if public_key.as_deref() != Some(spki.as_slice()) {
+        // The one definition both sides use (the server makes the binding with it).
+        let binding = Binding::of_certificate(tls, sha256).map_err(|e| {
+            VerifyError::Malformed(Error::malformed("TLS certificate", e.to_string()))
+        })?;
+        if let Err(field) = binding.check(public_key.as_deref(), user_data.as_deref()) {
+            let (expected, actual) = match field {
+                BindingField::PublicKey => {
+                    (hex(binding.public_key), opt_hex(public_key.as_deref()))
+                }
+                BindingField::UserData => (hex(&binding.user_data), opt_hex(user_data.as_deref())),
+            };
             return Err(VerifyError::Binding {
-                field: "public_key",
-                expected: hex(&spki),
-                actual: opt_hex(public_key.as_deref()),
-                doc: authenticated,
-            });
-        }
-        let fingerprint = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, tls);
-        if user_data.as_deref() != Some(fingerprint.as_ref()) {
-            return Err(VerifyError::Binding {
-                field: "user_data",
-                expected: hex(fingerprint.as_ref()),
-                actual: opt_hex(user_data.as_deref()),
+                field: field.name(),
+                expected,
+                actual,
                 doc: authenticated,
             });
         }

@@ -37,18 +37,18 @@ fn bad(offset: usize, detail: impl Into<String>) -> Error {
     Error::malformed(format!("cpio archive at byte {offset}"), detail)
 }
 
+/// A header field: 8 hex digits, a big-endian u32.
 fn hex_field(bytes: &[u8], offset: usize, name: &str) -> Result<u32> {
-    let mut value: u32 = 0;
     if bytes.len() != 8 {
         return Err(bad(offset, format!("{name} is truncated")));
     }
-    for &b in bytes {
-        let digit = char::from(b)
-            .to_digit(16)
-            .ok_or_else(|| bad(offset, format!("{name} is not 8 hex digits")))?;
-        value = (value << 4) | digit;
-    }
-    Ok(value)
+    let not_hex = || bad(offset, format!("{name} is not 8 hex digits"));
+    let text = std::str::from_utf8(bytes).map_err(|_| not_hex())?;
+    let be: [u8; 4] = contract::hex::decode(text)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(not_hex)?;
+    Ok(u32::from_be_bytes(be))
 }
 
 fn align4(n: usize) -> Option<usize> {

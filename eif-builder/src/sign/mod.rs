@@ -11,7 +11,6 @@
 //! We sign with P-384 only (what Nitro's own tooling uses). Reading accepts P-256, P-384 and
 //! P-521 certificates, so that images signed by nitro-cli with other curves can be described.
 
-pub mod der;
 pub mod pem;
 
 use std::path::Path;
@@ -22,6 +21,7 @@ use ciborium::value::{Integer, Value};
 
 use crate::error::{Error, Result};
 use crate::measure::Pcr;
+use contract::der::{self, certificate_ec_key};
 
 /// COSE algorithm numbers.
 const ES256: i64 = -7;
@@ -86,8 +86,8 @@ impl Signer {
     /// certificate.
     pub fn from_pem(certificate_pem: Vec<u8>, private_key_pem: &[u8]) -> Result<Self> {
         let certificate_der = first_certificate(&certificate_pem, "signing certificate")?;
-        let cert_key = der::certificate_ec_key(&certificate_der)
-            .map_err(|e| Error::malformed("signing certificate", e))?;
+        let cert_key = certificate_ec_key(&certificate_der)
+            .map_err(|e| Error::malformed("signing certificate", e.to_string()))?;
         if cert_key.curve != der::OID_P384 {
             return Err(Error::unsupported(
                 "signing certificate",
@@ -358,8 +358,12 @@ pub fn parse_signature_section(bytes: &[u8]) -> Result<SignatureSection> {
         "register_value",
     )?;
 
-    let key = der::certificate_ec_key(&certificate_der)
-        .map_err(|e| Error::malformed("signing certificate in the signature section", e))?;
+    let key = certificate_ec_key(&certificate_der).map_err(|e| {
+        Error::malformed(
+            "signing certificate in the signature section",
+            e.to_string(),
+        )
+    })?;
     let (expected_alg, verify_alg): (i64, &'static signature::EcdsaVerificationAlgorithm) =
         match key.curve {
             der::OID_P256 => (ES256, &signature::ECDSA_P256_SHA256_FIXED),
@@ -438,9 +442,6 @@ mod tests {
     }
 
     fn hex_decode(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        contract::hex::decode(s).unwrap()
     }
 }

@@ -137,9 +137,7 @@ pub fn independent_pcr(parts: &[&[u8]]) -> String {
     hex(&outer.finalize())
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use contract::hex::encode as hex;
 
 /// Sections of an EIF as (type, data), found by walking the header's offset table by hand.
 pub fn sections_by_hand(eif: &[u8]) -> Vec<(u16, Vec<u8>)> {

@@ -1,0 +1,332 @@
+//! The attestation commands: `inspect-attestation` (no checks), `verify` a document against
+//! measurements, `attest` a running enclave over TLS; the JSON verdict they print.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::{print_stdout, read_bounded};
+use eif_builder::attest::{self, ExpectedPcrs, Policy, Verified, VerifyError};
+use eif_builder::measure::hex;
+use eif_builder::{time, Error, Result};
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// The expected PCRs: a measurements JSON as written by `build --measurements` or
+    /// nitro-cli build-enclave ({"Measurements": {"PCR0": …}}), read strictly: PCR0 to PCR31
+    /// spelled so, HashAlgorithm; any other key, or one given twice, is an error.
+    #[arg(long, value_name = "FILE")]
+    measurements: PathBuf,
+    /// Trust this root certificate (PEM) instead of the embedded AWS Nitro root G1.
+    #[arg(long, value_name = "PEM")]
+    root: Option<PathBuf>,
+    /// Accept a debug-mode enclave (PCR0/1/2 all zero; its memory is readable by the operator
+    /// and it can run any code) -- only against measurements whose PCR0/1/2 are zero too: the
+    /// PCRs are still compared, so a debug enclave never passes for a real image.
+    #[arg(long)]
+    allow_debug: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The attestation document (raw CBOR, as GET /attestation returns it).
+    #[arg(long, value_name = "DOC.cbor")]
+    attestation: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// The nonce the document must carry, in hex.
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+    /// Verification time, RFC 3339 (e.g. 2024-05-01T12:00:00Z) [default: now].
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttestArgs {
+    /// The enclave's HTTPS server, https://HOST:PORT (through the relay).
+    #[arg(value_name = "URL")]
+    url: String,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// INSECURE, for QEMU's emulator only: accept an unsigned document (COSE algorithm -1)
+    /// without checking its signature and certificate chain; everything else is checked.
+    #[arg(long)]
+    insecure_emulator: bool,
+    /// Seconds to wait on the network before giving up.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The attestation document (raw CBOR, as GET /attestation returns it).
+    #[arg(value_name = "DOC.cbor")]
+    file: PathBuf,
+}
+
+pub(crate) fn inspect_attestation(args: InspectArgs) -> Result<()> {
+    let io = |source| Error::Io {
+        action: "cannot read",
+        path: Some(args.file.clone()),
+        source,
+    };
+    let meta = std::fs::metadata(&args.file).map_err(io)?;
+    if meta.len() > eif_builder::attest::MAX_DOCUMENT as u64 {
+        return Err(Error::Unsupported {
+            what: format!("{}", args.file.display()),
+            detail: format!(
+                "{} bytes is too large for an attestation document",
+                meta.len()
+            ),
+        });
+    }
+    let bytes = std::fs::read(&args.file).map_err(io)?;
+    let doc = eif_builder::attest::parse_unverified(&bytes)?;
+    let opt = |b: &Option<Vec<u8>>| b.as_deref().map(hex);
+    let pcrs: serde_json::Map<String, serde_json::Value> = doc
+        .pcrs
+        .iter()
+        .map(|(i, v)| (format!("PCR{i}"), hex(v).into()))
+        .collect();
+    let out = serde_json::json!({
+        "verified": false,
+        "algorithm": doc.algorithm,
+        "module_id": doc.module_id,
+        "timestamp": doc.timestamp,
+        "digest": doc.digest,
+        "pcrs": pcrs,
+        "certificate": hex(&doc.certificate),
+        "cabundle": doc.cabundle.iter().map(|c| hex(c)).collect::<Vec<_>>(),
+        "public_key": opt(&doc.public_key),
+        "user_data": opt(&doc.user_data),
+        "nonce": opt(&doc.nonce),
+    });
+    let mut text = serde_json::to_string_pretty(&out).map_err(|e| Error::Invalid {
+        what: "inspect-attestation output".to_string(),
+        detail: e.to_string(),
+    })?;
+    text.push('\n');
+    print_stdout(&text)
+}
+
+/// How a command that printed a verdict ended.
+pub(crate) enum Verdict {
+    /// Success (exit status 0).
+    Verified,
+    /// A verdict of failure was printed (exit status 1).
+    Refused,
+}
+
+/// The trust anchor and expected PCRs of `verify` and `attest`.
+pub(crate) fn load_policy(args: &PolicyArgs) -> Result<(Vec<u8>, ExpectedPcrs)> {
+    let root = match &args.root {
+        Some(path) => attest::root_from_pem(&read_bounded(path, 64 * 1024)?)?,
+        None => attest::aws_root_der()?,
+    };
+    let text = read_bounded(&args.measurements, 64 * 1024)?;
+    let text = std::str::from_utf8(&text).map_err(|_| Error::Malformed {
+        what: format!("{}", args.measurements.display()),
+        detail: "is not UTF-8".to_string(),
+    })?;
+    let expected = ExpectedPcrs::from_measurements_json(text).map_err(|e| match e {
+        Error::Malformed { what, detail } => Error::Malformed {
+            what: format!("{what} {}", args.measurements.display()),
+            detail,
+        },
+        other => other,
+    })?;
+    Ok((root, expected))
+}
+
+pub(crate) fn now_unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// PCRs as `{"PCR0": hex, "PCR1": …}` in index order.
+pub(crate) struct PcrsOut<'a>(&'a BTreeMap<u8, Vec<u8>>);
+
+impl Serialize for PcrsOut<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (index, value) in self.0 {
+            map.serialize_entry(&format!("PCR{index}"), &hex(value))?;
+        }
+        map.end()
+    }
+}
+
+/// The JSON verdict of `verify` and `attest`, keys in this order.
+#[derive(Serialize)]
+pub(crate) struct VerdictOut<'a> {
+    verified: bool,
+    /// The check that failed (see `VerifyError::step`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<&'static str>,
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actual: Option<&'a str>,
+    module_id: Option<&'a str>,
+    timestamp: Option<u64>,
+    pcrs: Option<PcrsOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature_checked: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debug: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_data: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<Option<String>>,
+    root_sha256: String,
+    verified_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_certificate_sha256: Option<String>,
+}
+
+/// Prints the verdict of `verify`/`attest` and says how to exit.
+pub(crate) fn print_verdict(
+    outcome: &std::result::Result<Verified, VerifyError>,
+    root: &[u8],
+    at: u64,
+    connection: Option<(&str, &[u8])>,
+) -> Result<Verdict> {
+    let opt = |b: &Option<Vec<u8>>| Some(b.as_deref().map(hex));
+    let common = VerdictOut {
+        verified: false,
+        step: None,
+        reason: None,
+        expected: None,
+        actual: None,
+        module_id: None,
+        timestamp: None,
+        pcrs: None,
+        signature_checked: None,
+        debug: None,
+        nonce: None,
+        user_data: None,
+        public_key: None,
+        root_sha256: attest::sha256_hex(root),
+        verified_at: time::rfc3339_from_unix(at)?,
+        url: connection.map(|(url, _)| url),
+        tls_certificate_sha256: connection.map(|(_, cert)| attest::sha256_hex(cert)),
+    };
+    let out = match outcome {
+        Ok(v) => VerdictOut {
+            verified: true,
+            module_id: Some(&v.module_id),
+            timestamp: Some(v.timestamp),
+            pcrs: Some(PcrsOut(&v.pcrs)),
+            signature_checked: Some(v.signature_checked),
+            debug: Some(v.debug),
+            nonce: opt(&v.nonce),
+            user_data: opt(&v.user_data),
+            public_key: opt(&v.public_key),
+            ..common
+        },
+        Err(e) => {
+            let doc = e.document();
+            let (expected, actual) = e.expected_actual().unzip();
+            VerdictOut {
+                step: Some(e.step()),
+                reason: Some(e.to_string()),
+                expected,
+                actual,
+                module_id: doc.map(|d| d.module_id.as_str()),
+                timestamp: doc.map(|d| d.timestamp),
+                pcrs: doc.map(|d| PcrsOut(&d.pcrs)),
+                ..common
+            }
+        }
+    };
+    let mut text = serde_json::to_string_pretty(&out).map_err(|e| Error::Invalid {
+        what: "verdict output".to_string(),
+        detail: e.to_string(),
+    })?;
+    text.push('\n');
+    print_stdout(&text)?;
+    Ok(if outcome.is_ok() {
+        Verdict::Verified
+    } else {
+        Verdict::Refused
+    })
+}
+
+pub(crate) fn verify(args: VerifyArgs) -> Result<Verdict> {
+    let (root, expected) = load_policy(&args.policy)?;
+    let nonce = args
+        .nonce
+        .as_deref()
+        .map(|n| attest::parse_hex(n, "--nonce"))
+        .transpose()?;
+    let at = match &args.at {
+        Some(text) => {
+            let (secs, _nanos) = time::parse_rfc3339(text, "--at")?;
+            u64::try_from(secs).map_err(|_| Error::Invalid {
+                what: format!("--at {text:?}"),
+                detail: "is before 1970".to_string(),
+            })?
+        }
+        None => now_unix_secs(),
+    };
+    let document = read_bounded(&args.attestation, attest::MAX_DOCUMENT)?;
+    let policy = Policy {
+        root_der: &root,
+        at_unix_secs: at,
+        expected: &expected,
+        nonce: nonce.as_deref(),
+        tls_certificate: None,
+        allow_debug: args.policy.allow_debug,
+        insecure_emulator: false,
+    };
+    let outcome = attest::verify(&document, &policy);
+    print_verdict(&outcome, &root, at, None)
+}
+
+pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
+    if args.insecure_emulator {
+        eprintln!(
+            "eif-builder: WARNING: --insecure-emulator: the attestation document's SIGNATURE AND \
+             CERTIFICATE CHAIN ARE NOT CHECKED. This proves nothing about a real Nitro enclave; \
+             use it only against QEMU's emulated NSM in tests."
+        );
+    }
+    let (root, expected) = load_policy(&args.policy)?;
+    let target = attest::client::Target::parse(&args.url)?;
+    let nonce = attest::client::fresh_nonce()?;
+    let fetched = attest::client::fetch(
+        &target,
+        &nonce,
+        std::time::Duration::from_secs(args.timeout.max(1)),
+    )?;
+    let at = now_unix_secs();
+    let policy = Policy {
+        root_der: &root,
+        at_unix_secs: at,
+        expected: &expected,
+        nonce: Some(&nonce),
+        tls_certificate: Some(&fetched.certificate),
+        allow_debug: args.policy.allow_debug,
+        insecure_emulator: args.insecure_emulator,
+    };
+    let outcome = attest::verify(&fetched.document, &policy);
+    print_verdict(
+        &outcome,
+        &root,
+        at,
+        Some((args.url.as_str(), fetched.certificate.as_slice())),
+    )
+}
