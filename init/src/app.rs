@@ -23,7 +23,7 @@ pub struct App {
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
-    Error::File {
+    Error::Malformed {
         path: path.to_owned(),
         reason: reason.into(),
     }
@@ -91,7 +91,7 @@ fn read(path: &Path) -> Result<String> {
             format!("is {} bytes, more than {MAX_FILE}", meta.len()),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(crate::error::io("reading", path))?;
     String::from_utf8(bytes).map_err(|_| bad(path, "is not UTF-8 text"))
 }
 

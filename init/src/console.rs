@@ -35,10 +35,7 @@ pub fn attach() -> crate::error::Result {
         .read(true)
         .write(true)
         .open("/dev/console")
-        .map_err(|e| crate::error::Error::File {
-            path: "/dev/console".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(crate::error::io("opening", "/dev/console"))?;
     let err = crate::error::sys("making /dev/console stdin, stdout and stderr");
     nix::unistd::dup2_stdin(&console)
         .and_then(|()| nix::unistd::dup2_stdout(&console))

@@ -36,13 +36,7 @@ impl Device {
             .write(true)
             .open("/dev/nsm")
             .map(Device)
-            .map_err(|e| {
-                Error::Nsm(format!(
-                    "cannot open /dev/nsm ({e}): this is not a Nitro enclave, or the kernel \
-                     lacks the NSM driver (CONFIG_NSM, or nsm.ko in the bootstrap ramdisk); \
-                     refusing to start without trustworthy randomness"
-                ))
-            })
+            .map_err(Error::NoNsm)
     }
 }
 
@@ -90,23 +84,19 @@ pub fn seed(nsm: &mut dyn Nsm) -> Result<String> {
     let random = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/random")
-        .map_err(|e| Error::File {
-            path: "/dev/random".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(crate::error::io("opening", "/dev/random"))?;
     let bits = u32::try_from(bytes.len() * 8).unwrap_or(u32::MAX);
     crate::sys::add_entropy(&random, &bytes, bits)
         .map_err(crate::error::sys("crediting entropy (RNDADDENTROPY)"))?;
-    let current = std::fs::read_to_string(RNG_CURRENT).map_err(|e| {
-        Error::Nsm(format!(
-            "cannot read {RNG_CURRENT} ({e}): the kernel has no hardware RNG (CONFIG_HW_RANDOM)"
-        ))
+    let current = std::fs::read_to_string(RNG_CURRENT).map_err(|e| Error::HwRng {
+        found: format!(
+            "cannot be read at {RNG_CURRENT} ({e}): the kernel has none (CONFIG_HW_RANDOM)"
+        ),
     })?;
     if !is_nsm_hwrng(&current) {
-        return Err(Error::Nsm(format!(
-            "the kernel's hardware RNG is {:?}, not {NSM_HWRNG}",
-            current.trim()
-        )));
+        return Err(Error::HwRng {
+            found: format!("is {:?}, not {NSM_HWRNG}", current.trim()),
+        });
     }
     let avail = std::fs::read_to_string("/proc/sys/kernel/random/entropy_avail")
         .map(|s| s.trim().to_owned())

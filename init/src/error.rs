@@ -1,7 +1,9 @@
-//! init's error type: one variant per step that can fail, naming the step and the cause, so
-//! the console line that ends a failed boot says exactly what went wrong.
+//! init's error type: one variant per way a step can fail, naming the step and keeping the
+//! cause whole (the errno of a system call or of an I/O error), so the console line that ends a
+//! failed boot says exactly what went wrong and where.
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 
 /// Why the boot stopped.
@@ -23,8 +25,17 @@ pub enum Error {
         /// The cause.
         source: nix::Error,
     },
-    /// A file could not be read or was malformed.
-    File {
+    /// A file could not be opened, read or created.
+    Io {
+        /// What was being done (`reading`, `opening`, `creating the mount point`).
+        op: &'static str,
+        /// Which file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A file's content is not what it must be.
+    Malformed {
         /// Which file.
         path: PathBuf,
         /// What is wrong with it.
@@ -37,12 +48,62 @@ pub enum Error {
         /// The cause.
         source: nix::Error,
     },
-    /// The Nitro Secure Module is missing or misbehaved: init fails closed.
+    /// /dev/nsm cannot be opened: not a Nitro enclave, or no NSM driver.
+    NoNsm(io::Error),
+    /// The NSM answered a request wrongly (init fails closed: no randomness, no boot).
     Nsm(String),
+    /// The kernel's hardware RNG is missing or is not the NSM's.
+    HwRng {
+        /// What was found, or why nothing could be read.
+        found: String,
+    },
     /// The boot heartbeat to the parent failed.
-    Heartbeat(String),
+    Heartbeat {
+        /// The step (`socket`, `connect`, `send`, `reply`).
+        step: &'static str,
+        /// What happened.
+        cause: HeartbeatFailure,
+    },
     /// The application could not be started.
-    Exec(String),
+    Exec {
+        /// The program, as `/cmd` names it.
+        program: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a heartbeat step failed.
+#[derive(Debug)]
+pub enum HeartbeatFailure {
+    /// A system call failed.
+    Sys(nix::Error),
+    /// Reading or writing failed.
+    Io(io::Error),
+    /// Nothing within the time allowed (seconds).
+    Timeout(u64),
+    /// The parent closed without answering.
+    Closed,
+    /// The parent answered another byte.
+    WrongByte(u8),
+}
+
+impl fmt::Display for HeartbeatFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeartbeatFailure::Sys(e) => f.write_str(e.desc()),
+            HeartbeatFailure::Io(e) => write!(f, "{e}"),
+            HeartbeatFailure::Timeout(s) => write!(f, "no answer within {s}s"),
+            HeartbeatFailure::Closed => {
+                f.write_str("the parent closed the connection without answering")
+            }
+            HeartbeatFailure::WrongByte(b) => write!(
+                f,
+                "the parent answered 0x{b:02X}, expected 0x{:02X}",
+                crate::heartbeat::BYTE
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -52,32 +113,53 @@ impl fmt::Display for Error {
                 what,
                 target,
                 source,
-            } => {
-                write!(
-                    f,
-                    "mounting {what} on {}: {}",
-                    target.display(),
-                    source.desc()
-                )
-            }
+            } => write!(
+                f,
+                "mounting {what} on {}: {}",
+                target.display(),
+                source.desc()
+            ),
             Error::Sys { op, source } => write!(f, "{op}: {}", source.desc()),
-            Error::File { path, reason } => write!(f, "{}: {reason}", path.display()),
-            Error::Module { path, source } => {
-                write!(
-                    f,
-                    "loading kernel module {}: {}",
-                    path.display(),
-                    source.desc()
-                )
-            }
+            Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            Error::Malformed { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Error::Module { path, source } => write!(
+                f,
+                "loading kernel module {}: {}",
+                path.display(),
+                source.desc()
+            ),
+            Error::NoNsm(e) => write!(
+                f,
+                "NSM: cannot open /dev/nsm ({e}): this is not a Nitro enclave, or the kernel \
+                 lacks the NSM driver (CONFIG_NSM, or nsm.ko in the bootstrap ramdisk); \
+                 refusing to start without trustworthy randomness"
+            ),
             Error::Nsm(msg) => write!(f, "NSM: {msg}"),
-            Error::Heartbeat(msg) => write!(f, "heartbeat: {msg}"),
-            Error::Exec(msg) => write!(f, "starting the application: {msg}"),
+            Error::HwRng { found } => write!(f, "NSM: the kernel's hardware RNG {found}"),
+            Error::Heartbeat { step, cause } => write!(
+                f,
+                "heartbeat: {step} (vsock {}:{}): {cause}",
+                crate::heartbeat::PARENT_CID,
+                crate::heartbeat::PORT
+            ),
+            Error::Exec { program, reason } => {
+                write!(f, "starting the application: {program}: {reason}")
+            }
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Mount { source, .. }
+            | Error::Sys { source, .. }
+            | Error::Module { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::NoNsm(source) => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Shorthand for init's results.
 pub type Result<T = ()> = std::result::Result<T, Error>;
@@ -88,12 +170,18 @@ pub fn sys(op: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
     move |source| Error::Sys { op, source }
 }
 
+/// Wraps an I/O error with the operation and the file.
+pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn messages_name_the_step_and_the_cause() {
+    fn messages_name_the_step_and_keep_the_cause() {
         let e = Error::Mount {
             what: "proc",
             target: "/proc".into(),
@@ -105,10 +193,49 @@ mod tests {
         );
         let e = sys("opening /dev/nsm")(nix::Error::ENOENT);
         assert_eq!(e.to_string(), "opening /dev/nsm: No such file or directory");
-        let e = Error::File {
+        let e = io("reading", "/cmd")(io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(
+            e.to_string(),
+            "reading /cmd: Input/output error (os error 5)"
+        );
+        let Some(cause) = std::error::Error::source(&e) else {
+            panic!("no cause")
+        };
+        assert!(cause.to_string().contains("os error 5"));
+        let e = Error::Malformed {
             path: "/cmd".into(),
             reason: "is empty".into(),
         };
         assert_eq!(e.to_string(), "/cmd: is empty");
+        let e = Error::Heartbeat {
+            step: "reply",
+            cause: HeartbeatFailure::WrongByte(0),
+        };
+        assert_eq!(
+            e.to_string(),
+            "heartbeat: reply (vsock 3:9000): the parent answered 0x00, expected 0xB7"
+        );
+        let e = Error::Heartbeat {
+            step: "connect",
+            cause: HeartbeatFailure::Sys(nix::Error::ETIMEDOUT),
+        };
+        assert_eq!(
+            e.to_string(),
+            "heartbeat: connect (vsock 3:9000): Connection timed out"
+        );
+        let e = Error::NoNsm(io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(
+            e.to_string()
+                .starts_with("NSM: cannot open /dev/nsm (No such file or directory (os error 2))"),
+            "{e}"
+        );
+        let e = Error::Exec {
+            program: "/server".into(),
+            reason: "no such executable".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "starting the application: /server: no such executable"
+        );
     }
 }

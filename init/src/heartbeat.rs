@@ -2,7 +2,7 @@
 //! enclave to connect to vsock CID 3 port 9000, send the byte 0xB7 and read it back. Every
 //! step has a deadline, so a missing listener costs seconds, not a hang.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, HeartbeatFailure, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     connect, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, VsockAddr,
@@ -21,31 +21,26 @@ pub const BYTE: u8 = 0xB7;
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Checks the parent's answer.
-pub fn check_reply(reply: &[u8]) -> std::result::Result<(), String> {
+pub fn check_reply(reply: &[u8]) -> std::result::Result<(), HeartbeatFailure> {
     match reply {
         [BYTE] => Ok(()),
-        [] => Err("the parent closed the connection without answering".into()),
-        [b, ..] => Err(format!(
-            "the parent answered 0x{b:02X}, expected 0x{BYTE:02X}"
-        )),
+        [] => Err(HeartbeatFailure::Closed),
+        [b, ..] => Err(HeartbeatFailure::WrongByte(*b)),
     }
 }
 
-fn fail(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Heartbeat(format!("{what} (vsock {PARENT_CID}:{PORT}): {e}"))
+fn fail(step: &'static str, cause: HeartbeatFailure) -> Error {
+    Error::Heartbeat { step, cause }
 }
 
-fn wait(fd: &OwnedFd, flags: PollFlags, deadline: Instant, what: &str) -> Result {
+fn wait(fd: &OwnedFd, flags: PollFlags, deadline: Instant, step: &'static str) -> Result {
     let left = deadline.saturating_duration_since(Instant::now());
     let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO);
     let mut fds = [PollFd::new(fd.as_fd(), flags)];
     match poll(&mut fds, timeout) {
-        Ok(0) => Err(fail(
-            what,
-            format!("no answer within {}s", TIMEOUT.as_secs()),
-        )),
+        Ok(0) => Err(fail(step, HeartbeatFailure::Timeout(TIMEOUT.as_secs()))),
         Ok(_) => Ok(()),
-        Err(e) => Err(fail(what, e.desc())),
+        Err(e) => Err(fail(step, HeartbeatFailure::Sys(e))),
     }
 }
 
@@ -59,26 +54,33 @@ pub fn send() -> Result<Duration> {
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )
-    .map_err(|e| fail("socket", e.desc()))?;
+    .map_err(|e| fail("socket", HeartbeatFailure::Sys(e)))?;
     match connect(fd.as_raw_fd(), &VsockAddr::new(PARENT_CID, PORT)) {
         Ok(()) | Err(nix::Error::EINPROGRESS) => {}
-        Err(e) => return Err(fail("connect", e.desc())),
+        Err(e) => return Err(fail("connect", HeartbeatFailure::Sys(e))),
     }
     wait(&fd, PollFlags::POLLOUT, deadline, "connect")?;
     match getsockopt(&fd, sockopt::SocketError) {
         Ok(0) => {}
-        Ok(errno) => return Err(fail("connect", nix::Error::from_raw(errno).desc())),
-        Err(e) => return Err(fail("connect", e.desc())),
+        Ok(errno) => {
+            return Err(fail(
+                "connect",
+                HeartbeatFailure::Sys(nix::Error::from_raw(errno)),
+            ))
+        }
+        Err(e) => return Err(fail("connect", HeartbeatFailure::Sys(e))),
     }
     let mut stream = std::fs::File::from(fd);
-    stream.write_all(&[BYTE]).map_err(|e| fail("send", e))?;
+    stream
+        .write_all(&[BYTE])
+        .map_err(|e| fail("send", HeartbeatFailure::Io(e)))?;
     let fd = OwnedFd::from(stream);
     wait(&fd, PollFlags::POLLIN, deadline, "reply")?;
     let mut reply = [0u8; 1];
     let n = std::fs::File::from(fd)
         .read(&mut reply)
-        .map_err(|e| fail("reply", e))?;
-    check_reply(reply.get(..n).unwrap_or_default()).map_err(|msg| fail("reply", msg))?;
+        .map_err(|e| fail("reply", HeartbeatFailure::Io(e)))?;
+    check_reply(reply.get(..n).unwrap_or_default()).map_err(|c| fail("reply", c))?;
     Ok(start.elapsed())
 }
 
@@ -89,7 +91,10 @@ mod tests {
     #[test]
     fn only_the_echoed_byte_is_accepted() {
         assert!(check_reply(&[0xB7]).is_ok());
-        assert!(check_reply(&[]).unwrap_err().contains("closed"));
-        assert!(check_reply(&[0x00]).unwrap_err().contains("0x00"));
+        assert!(matches!(check_reply(&[]), Err(HeartbeatFailure::Closed)));
+        assert!(matches!(
+            check_reply(&[0x00]),
+            Err(HeartbeatFailure::WrongByte(0))
+        ));
     }
 }

@@ -72,10 +72,8 @@ fn boot() -> Result<supervise::Ended> {
         info!("mounted {} on {}", m.fstype, m.target);
     }
 
-    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::File {
-        path: "/proc/cmdline".into(),
-        reason: e.to_string(),
-    })?;
+    let cmdline =
+        std::fs::read_to_string("/proc/cmdline").map_err(error::io("reading", "/proc/cmdline"))?;
     for module in modules::find(root) {
         let params = modules::load(&module, &cmdline)?;
         info!("loaded kernel module {} [{}]", module.display(), params);
@@ -110,13 +108,15 @@ fn boot() -> Result<supervise::Ended> {
     setrlimit(Resource::RLIMIT_NOFILE, NOFILE, NOFILE).map_err(syserr("raising RLIMIT_NOFILE"))?;
 
     let path = app::path_var(&app.env);
-    let resolved = app::resolve(&program, &path, root).ok_or_else(|| {
-        Error::Exec(format!(
-            "{program}: no such executable in the application's root file system (PATH={path})"
-        ))
+    let resolved = app::resolve(&program, &path, root).ok_or_else(|| Error::Exec {
+        program: program.clone(),
+        reason: format!("no such executable in the application's root file system (PATH={path})"),
     })?;
-    let resolved = CString::new(resolved.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Exec(format!("{program}: path contains a NUL byte")))?;
+    let resolved =
+        CString::new(resolved.as_os_str().as_encoded_bytes()).map_err(|_| Error::Exec {
+            program: program.clone(),
+            reason: "the path contains a NUL byte".into(),
+        })?;
     supervise::run(&resolved, &app.argv, &app.env, |pid| {
         info!("exec {} as pid {pid}", resolved.to_string_lossy());
     })

@@ -47,11 +47,8 @@ pub fn load(path: &Path, cmdline: &str) -> Result<String> {
         .unwrap_or_default()
         .to_owned();
     let params = params_for(&name, cmdline);
-    let file = std::fs::File::open(path).map_err(|e| Error::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let c_params = CString::new(params.clone()).map_err(|_| Error::File {
+    let file = std::fs::File::open(path).map_err(crate::error::io("opening", path))?;
+    let c_params = CString::new(params.clone()).map_err(|_| Error::Malformed {
         path: "/proc/cmdline".into(),
         reason: "contains a NUL byte".into(),
     })?;

@@ -78,10 +78,8 @@ pub const LATE: &[Mount] = &[
 pub fn apply(m: &Mount, root: &Path) -> Result {
     let target = root.join(m.target.trim_start_matches('/'));
     if !target.is_dir() {
-        std::fs::create_dir_all(&target).map_err(|e| Error::File {
-            path: target.clone(),
-            reason: format!("cannot create mount point: {e}"),
-        })?;
+        std::fs::create_dir_all(&target)
+            .map_err(crate::error::io("creating the mount point", target.clone()))?;
     }
     let data = (!m.data.is_empty()).then_some(m.data);
     match mount(Some(m.fstype), &target, Some(m.fstype), m.flags, data) {

@@ -11,7 +11,7 @@ use std::path::Path;
 /// Switches root into `new_root`.
 pub fn switch(new_root: &Path) -> Result {
     if !new_root.is_dir() {
-        return Err(Error::File {
+        return Err(Error::Malformed {
             path: new_root.to_owned(),
             reason: "missing: the application ramdisk must hold the root file system there".into(),
         });
@@ -29,10 +29,8 @@ pub fn switch(new_root: &Path) -> Result {
     )))?;
     for m in mounts::EARLY {
         let target = new_root.join(m.target.trim_start_matches('/'));
-        std::fs::create_dir_all(&target).map_err(|e| Error::File {
-            path: target.clone(),
-            reason: format!("cannot create mount point: {e}"),
-        })?;
+        std::fs::create_dir_all(&target)
+            .map_err(crate::error::io("creating the mount point", target.clone()))?;
         mount(
             Some(m.target),
             &target,

@@ -4,7 +4,7 @@
 //! application. When the application ends, its status is returned (exit code, or 128 +
 //! signal number as a shell reports it) and the caller ends the enclave.
 
-use crate::error::{sys, Error, Result};
+use crate::error::{sys, Result};
 use crate::sys::{exit_child, fork};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -121,7 +121,7 @@ pub fn run(
                 }
                 Ok(_) => {} // an orphan, reaped
                 Err(nix::Error::EINTR) => {}
-                Err(e) => return Err(Error::Exec(format!("waitpid: {}", e.desc()))),
+                Err(e) => return Err(sys("waiting for the application (waitpid)")(e)),
             }
         }
     }
