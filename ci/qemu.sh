@@ -5,9 +5,11 @@
 # Debian's own qemu-system-x86 is built without libcbor, so it lacks that machine. We build
 # the same upstream release Debian ships in bookworm-backports from Debian's own
 # `.orig.tar.xz` (fetched with apt, checked against the SHA-256 below), configured for that
-# one target. Idempotent: the result is cached under the user cache directory, keyed by this
-# file (which holds every pin), the Debian release and the compiler, so a second run returns
-# at once and a fresh machine builds it (about 3 minutes on 2 cores).
+# one target, with our patches (ci/patches/qemu-*.patch: the virtio-nsm device waiting for the
+# response buffer instead of breaking). Idempotent: the result is cached under the user cache
+# directory, keyed by this file (which holds every pin), the patches, the Debian release and the
+# compiler, so a second run returns at once and a fresh machine builds it (about 3 minutes on
+# 2 cores).
 set -euo pipefail
 
 QEMU_SOURCE_PACKAGE=qemu
@@ -19,14 +21,16 @@ MESON_VERSION=1.5.0
 PYCOTAP_VERSION=1.3.1
 BUILD_PACKAGES=(libcbor-dev libgnutls28-dev libglib2.0-dev libfdt-dev libpixman-1-dev
   libslirp-dev ninja-build pkg-config flex bison python3-venv xz-utils gcc make
-  qemu-system-data curl)
+  qemu-system-data curl patch)
 
 log() { echo "qemu: $*" >&2; }
 die() { echo "qemu: error: $*" >&2; exit 1; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/enclave-https
-key=$( { cat "${BASH_SOURCE[0]}"; cat /etc/debian_version; gcc --version 2>/dev/null | head -1; } \
+# Our patches to QEMU, applied in file-name order; their content is part of the cache key.
+patches=("$here"/patches/qemu-*.patch)
+key=$( { cat "${BASH_SOURCE[0]}" "${patches[@]}"; cat /etc/debian_version; gcc --version 2>/dev/null | head -1; } \
   | sha256sum | cut -c1-16)
 prefix=$cache/qemu/$key
 binary=$prefix/bin/qemu-system-x86_64
@@ -75,6 +79,10 @@ trap 'rm -rf "$work"' EXIT
 log "unpacking into $work"
 tar -xJf "$orig" -C "$work" --strip-components=1
 cd "$work"
+for p in "${patches[@]}"; do
+  log "applying $(basename "$p")"
+  patch -p1 --forward --quiet <"$p" || die "$(basename "$p") does not apply"
+done
 # The edk2 firmware blobs were stripped from Debian's tarball; never try to unpack them.
 sed -i 's/^\( *\)unpack_edk2_blobs = bzip2.found()/\1unpack_edk2_blobs = false/' meson.build
 grep -q 'unpack_edk2_blobs = bzip2.found()' meson.build && die "could not turn off unpack_edk2_blobs"

@@ -309,10 +309,22 @@ pub fn run(opts: &Options, tools: &Tools) -> Result<Summary> {
     if nitro {
         start_ready_probe(dir, opts.vsock_port, opts.port, started, stop.clone());
     }
+    // QEMU reports a device it had to give up on (virtio_error) on stderr and keeps running,
+    // while the guest waits minutes for a driver timeout. Such a line ends the run at once, and
+    // is what the run's result says.
+    let device_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     if let Some(e) = stderr {
+        let device_error = Arc::clone(&device_error);
         thread::spawn(move || {
             for line in BufReader::new(e).lines().map_while(|l| l.ok()) {
                 log(&format!("qemu: {line}"));
+                if is_device_error(&line) {
+                    log("QEMU gave up on a device; stopping it now instead of waiting for the guest to time out");
+                    if let Ok(mut slot) = device_error.lock() {
+                        slot.get_or_insert(line);
+                    }
+                    let _ = Command::new("kill").arg(qemu_pid.to_string()).status();
+                }
             }
         });
     }
@@ -352,6 +364,12 @@ pub fn run(opts: &Options, tools: &Tools) -> Result<Summary> {
         }
     }
     stop.store(true, Ordering::SeqCst);
+    // Give the stderr thread a moment to record the line that made it stop QEMU.
+    thread::sleep(Duration::from_millis(50));
+    if let Some(line) = device_error.lock().ok().and_then(|s| s.clone()) {
+        summary.ended_by = Some(format!("QEMU error: {line}"));
+        summary.ended_after = Some(started.elapsed());
+    }
     summary.heartbeat = heartbeat.load(Ordering::SeqCst);
     drop(reaper);
     let _ = fs::write(
@@ -363,6 +381,22 @@ pub fn run(opts: &Options, tools: &Tools) -> Result<Summary> {
     );
     let _ = fs::remove_file(dir.join("ready"));
     Ok(summary)
+}
+
+/// Whether a line of QEMU's stderr says it gave up on a device: an error report (not a
+/// warning) of the running machine, such as virtio-nsm's "Expected response buffer after
+/// request buffer in virtqueue".
+pub fn is_device_error(line: &str) -> bool {
+    let Some((_, message)) = line.split_once(": ") else {
+        return false;
+    };
+    line.starts_with("qemu-system-")
+        && !message.starts_with("warning:")
+        && !message.starts_with("info:")
+        && (message.contains("virtqueue")
+            || message.contains("virtio")
+            || message.contains("Expected")
+            || message.contains("broken"))
 }
 
 /// How a run ended.
@@ -500,8 +534,16 @@ pub fn start_detached(opts: &Options, limit: Duration) -> Result<u32> {
         }
         let exited = !matches!(child.try_wait(), Ok(None));
         if opts.dir.join("result").exists() || exited {
+            // Say why at once when QEMU gave up on a device.
+            let result = fs::read_to_string(opts.dir.join("result")).unwrap_or_default();
+            let why = result
+                .strip_prefix("ended_by=")
+                .map(str::trim)
+                .filter(|r| r.starts_with("QEMU error"))
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             return err(format!(
-                "the enclave ended before its server answered; see {} and {}",
+                "the enclave ended before its server answered{why}; see {} and {}",
                 opts.dir.join("console.log").display(),
                 opts.dir.join("harness.log").display()
             ));

@@ -58,6 +58,14 @@ const TASKS: &[(&str, &str, &str)] = &[
          p50/p99 latency, relay CPU per GiB; writes target/bench/relay.json.",
     ),
     (
+        "soak",
+        "[--runs N]",
+        "Boot the image N times in a row (default 100) in the emulator, 64 MiB, each until its \
+         server answers /health through host-relay; fail at the first that does not, naming \
+         QEMU's error line if QEMU gave up on a device (how the emulator's NSM stall showed \
+         before ci/patches/ fixed it).",
+    ),
+    (
         "fuzz",
         "",
         "The short fuzz run of `cargo xtask test`: 20,000 inputs through the server's request \
@@ -129,6 +137,23 @@ fn try_main() -> Result {
         "fuzz" => {
             no_args(&rest)?;
             fuzz::short_run()
+        }
+        "soak" => {
+            let mut runs = 100;
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--runs" => {
+                        runs = it
+                            .next()
+                            .and_then(|v| v.parse().ok())
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| Error("--runs needs a positive number".into()))?;
+                    }
+                    other => return err(format!("soak: unexpected argument `{other}`")),
+                }
+            }
+            boot::soak(&eif::build(&eif::Options::default())?, runs)
         }
         "boot-test" => {
             no_args(&rest)?;
