@@ -61,6 +61,8 @@ pub enum Error {
     Heartbeat {
         /// The step (`socket`, `connect`, `send`, `reply`).
         step: &'static str,
+        /// The parent's vsock address (CID, port).
+        parent: (u32, u32),
         /// What happened.
         cause: HeartbeatFailure,
     },
@@ -84,8 +86,13 @@ pub enum HeartbeatFailure {
     Timeout(u64),
     /// The parent closed without answering.
     Closed,
-    /// The parent answered another byte.
-    WrongByte(u8),
+    /// The parent answered another byte than the one expected.
+    WrongByte {
+        /// What came.
+        got: u8,
+        /// What should have.
+        expected: u8,
+    },
 }
 
 impl fmt::Display for HeartbeatFailure {
@@ -97,10 +104,9 @@ impl fmt::Display for HeartbeatFailure {
             HeartbeatFailure::Closed => {
                 f.write_str("the parent closed the connection without answering")
             }
-            HeartbeatFailure::WrongByte(b) => write!(
+            HeartbeatFailure::WrongByte { got, expected } => write!(
                 f,
-                "the parent answered 0x{b:02X}, expected 0x{:02X}",
-                crate::heartbeat::BYTE
+                "the parent answered 0x{got:02X}, expected 0x{expected:02X}"
             ),
         }
     }
@@ -136,12 +142,11 @@ impl fmt::Display for Error {
             ),
             Error::Nsm(msg) => write!(f, "NSM: {msg}"),
             Error::HwRng { found } => write!(f, "NSM: the kernel's hardware RNG {found}"),
-            Error::Heartbeat { step, cause } => write!(
-                f,
-                "heartbeat: {step} (vsock {}:{}): {cause}",
-                crate::heartbeat::PARENT_CID,
-                crate::heartbeat::PORT
-            ),
+            Error::Heartbeat {
+                step,
+                parent: (cid, port),
+                cause,
+            } => write!(f, "heartbeat: {step} (vsock {cid}:{port}): {cause}"),
             Error::Exec { program, reason } => {
                 write!(f, "starting the application: {program}: {reason}")
             }
@@ -209,7 +214,11 @@ mod tests {
         assert_eq!(e.to_string(), "/cmd: is empty");
         let e = Error::Heartbeat {
             step: "reply",
-            cause: HeartbeatFailure::WrongByte(0),
+            parent: (3, 9000),
+            cause: HeartbeatFailure::WrongByte {
+                got: 0,
+                expected: 0xB7,
+            },
         };
         assert_eq!(
             e.to_string(),
@@ -217,6 +226,7 @@ mod tests {
         );
         let e = Error::Heartbeat {
             step: "connect",
+            parent: (3, 9000),
             cause: HeartbeatFailure::Sys(nix::Error::ETIMEDOUT),
         };
         assert_eq!(

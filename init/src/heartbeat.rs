@@ -25,12 +25,19 @@ pub fn check_reply(reply: &[u8]) -> std::result::Result<(), HeartbeatFailure> {
     match reply {
         [BYTE] => Ok(()),
         [] => Err(HeartbeatFailure::Closed),
-        [b, ..] => Err(HeartbeatFailure::WrongByte(*b)),
+        [b, ..] => Err(HeartbeatFailure::WrongByte {
+            got: *b,
+            expected: BYTE,
+        }),
     }
 }
 
 fn fail(step: &'static str, cause: HeartbeatFailure) -> Error {
-    Error::Heartbeat { step, cause }
+    Error::Heartbeat {
+        step,
+        parent: (PARENT_CID, PORT),
+        cause,
+    }
 }
 
 fn wait(fd: &OwnedFd, flags: PollFlags, deadline: Instant, step: &'static str) -> Result {
@@ -94,7 +101,10 @@ mod tests {
         assert!(matches!(check_reply(&[]), Err(HeartbeatFailure::Closed)));
         assert!(matches!(
             check_reply(&[0x00]),
-            Err(HeartbeatFailure::WrongByte(0))
+            Err(HeartbeatFailure::WrongByte {
+                got: 0,
+                expected: BYTE
+            })
         ));
     }
 }

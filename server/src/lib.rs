@@ -71,6 +71,7 @@ pub mod memory;
 pub mod nsm;
 pub mod secrets;
 pub mod server;
+pub mod stats;
 #[allow(unsafe_code)] // accept4's descriptor handover and the environment wipe; see SAFETY comments
 mod sys;
 pub mod tls;
@@ -80,5 +81,6 @@ mod worker;
 pub use config::{Limits, ListenAddr};
 pub use error::{Error, Result};
 pub use handler::{Handler, Request, Response};
-pub use server::{Config, Server, Stats};
+pub use server::{Config, Server};
+pub use stats::Stats;
 pub use tls::Identity;

@@ -11,13 +11,17 @@ use nix::sys::socket::{
     SockaddrStorage, VsockAddr,
 };
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 /// Pending connections per listener (the kernel caps it at `net.core.somaxconn`). nix refuses
 /// a backlog above `libc::SOMAXCONN`, which is 4096 on glibc but 128 on musl (the enclave
 /// build), so the value used is the smaller of the two.
 const BACKLOG: i32 = 1024;
+
+/// The receive buffer of vsock connections: half of
+/// [`crate::config::BYTES_PER_CONNECTION`], the rest covers the kernel's own overhead.
+pub const VSOCK_BUFFER: u64 = crate::config::BYTES_PER_CONNECTION / 2;
 
 /// The listeners for a number of workers, and the address actually bound (port 0 resolved).
 #[derive(Debug)]
@@ -109,6 +113,15 @@ pub fn bind(addr: ListenAddr, workers: usize) -> Result<Bound> {
                 &VsockAddr::new(nix::libc::VMADDR_CID_ANY, port),
             )
             .map_err(step(&addr, "bind"))?;
+            // What a client can make the kernel hold for a connection the server does not read
+            // (the default is 256 KiB): the connection limit's arithmetic counts on it.
+            crate::sys::set_vsock_buffer_size(fd.as_fd(), VSOCK_BUFFER).map_err(|e| {
+                Error::Listen {
+                    addr: addr.to_string(),
+                    step: "SO_VM_SOCKETS_BUFFER_SIZE",
+                    source: e,
+                }
+            })?;
             let backlog =
                 Backlog::new(BACKLOG.min(nix::libc::SOMAXCONN)).map_err(step(&addr, "backlog"))?;
             socket::listen(&fd, backlog).map_err(step(&addr, "listen"))?;

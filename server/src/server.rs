@@ -7,12 +7,13 @@ use crate::config::{Limits, ListenAddr};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::listener;
+pub use crate::stats::Stats;
 use crate::tls::ServerConfig;
 use crate::worker::{Shared, Worker};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,30 +36,6 @@ fn write_log(rx: &std::sync::mpsc::Receiver<Vec<u8>>, stats: &Stats) {
         }
         // A closed stdout must not stop the server: the lines are lost, nothing else.
         let _ = out.write_all(&batch);
-    }
-}
-
-/// Counters shared by all workers (relaxed atomics: for reporting, not synchronization).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Connections open now.
-    pub open: AtomicUsize,
-    /// Connections accepted since start.
-    pub accepted: AtomicU64,
-    /// Connections closed at once because `max_connections` were open.
-    pub refused: AtomicU64,
-    /// Connections closed at once because the memory budget was shedding load.
-    pub refused_memory: AtomicU64,
-    /// Connections closed because a deadline passed.
-    pub timed_out: AtomicU64,
-    /// Request log lines dropped because stdout was too slow.
-    pub log_dropped: AtomicU64,
-}
-
-impl Stats {
-    /// Connections open now.
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
     }
 }
 

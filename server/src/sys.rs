@@ -77,6 +77,30 @@ impl io::Write for Socket {
     }
 }
 
+/// `SO_VM_SOCKETS_BUFFER_SIZE` of `<linux/vm_sockets.h>` (level `AF_VSOCK`): the receive
+/// buffer, which is also the credit the peer may fill; accepted sockets inherit it.
+const SO_VM_SOCKETS_BUFFER_SIZE: nix::libc::c_int = 0;
+
+/// Sets a vsock socket's buffer size (bytes).
+pub fn set_vsock_buffer_size(fd: BorrowedFd<'_>, bytes: u64) -> io::Result<()> {
+    let len = nix::libc::socklen_t::try_from(std::mem::size_of::<u64>()).unwrap_or(8);
+    // SAFETY: the option takes an unsigned long long, read from the live `bytes` for `len`
+    // bytes; the descriptor is borrowed and open.
+    let r = unsafe {
+        nix::libc::setsockopt(
+            fd.as_raw_fd(),
+            nix::libc::AF_VSOCK,
+            SO_VM_SOCKETS_BUFFER_SIZE,
+            (&raw const bytes).cast(),
+            len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 extern "C" {
     /// The process's environment: a NULL-terminated array of `NAME=VALUE` C strings (POSIX;
     /// glibc and musl both define it).

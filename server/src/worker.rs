@@ -24,7 +24,7 @@ use crate::budget::Budget;
 use crate::config::Limits;
 use crate::conn::{Conn, Env, Interest, Next, Ready};
 use crate::handler::Handler;
-use crate::server::Stats;
+use crate::stats::Stats;
 use crate::sys::Socket;
 use crate::tls::ServerConfig;
 use nix::errno::Errno;

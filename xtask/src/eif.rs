@@ -239,6 +239,10 @@ pub fn build(opts: &Options) -> Result<Image> {
             println!("{pcr}            {v}");
         }
     }
+    let env = fs::read_to_string(rootfs.join("app/env")).unwrap_or_default();
+    for w in env_warnings(&env) {
+        println!("{w}");
+    }
     let verdict = |n: u64, limit: u64| if n <= limit { "within" } else { "OVER" };
     println!(
         "app ramdisk     {} ({app} bytes; {} the {} budget)",
@@ -311,30 +315,76 @@ pub fn pack_eif(
 }
 
 /// The value of a `"key": "string"` member in a small, trusted JSON text written by
-/// eif-builder (xtask has no JSON parser and needs none for this).
-pub fn json_string(json: &str, key: &str) -> Option<String> {
-    let at = json.find(&format!("\"{key}\""))? + key.len() + 2;
-    let rest = json[at..].trim_start().strip_prefix(':')?.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    Some(rest[..rest.find('"')?].to_owned())
+/// The first member named `key`, searched depth first, of a JSON text read with contract's
+/// strict reader (`None` if the text is not JSON or has no such member).
+fn json_member(json: &str, key: &str) -> Option<contract::json::Value> {
+    use contract::json::Value;
+    fn find(v: &Value, key: &str) -> Option<Value> {
+        match v {
+            Value::Object(members) => members.iter().find_map(|(k, v)| {
+                if k == key {
+                    Some(v.clone())
+                } else {
+                    find(v, key)
+                }
+            }),
+            Value::Array(items) => items.iter().find_map(|v| find(v, key)),
+            _ => None,
+        }
+    }
+    find(&contract::json::parse(json).ok()?, key)
 }
 
-/// The value of a `"key": true|false` member.
-pub fn json_bool(json: &str, key: &str) -> Option<bool> {
-    let at = json.find(&format!("\"{key}\""))? + key.len() + 2;
-    let rest = json[at..].trim_start().strip_prefix(':')?.trim_start();
-    if rest.starts_with("true") {
-        Some(true)
-    } else if rest.starts_with("false") {
-        Some(false)
-    } else {
-        None
+/// The string value of the member `key` (see [`json_member`]).
+pub fn json_string(json: &str, key: &str) -> Option<String> {
+    match json_member(json, key)? {
+        contract::json::Value::String(s) => Some(s),
+        _ => None,
     }
+}
+
+/// The boolean value of the member `key` (see [`json_member`]).
+pub fn json_bool(json: &str, key: &str) -> Option<bool> {
+    match json_member(json, key)? {
+        contract::json::Value::Bool(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// Variables that, set in an image's `/env`, look like a secret but are not one: the file is
+/// measured into PCR2 and readable by whoever holds the EIF, the parent instance included.
+const NOT_SECRET_IN_AN_IMAGE: &[(&str, &str)] = &[(
+    "ENCLAVE_KEY_BASE64",
+    "it keeps the enclave key across restarts, but anyone who holds the EIF (the parent \
+     instance included) can read it: it is not a secret. A key only the measured enclave can \
+     read comes from AWS KMS with attestation.",
+)];
+
+/// Warnings for an image's `/env` text: one per variable of [`NOT_SECRET_IN_AN_IMAGE`] it sets.
+pub fn env_warnings(env: &str) -> Vec<String> {
+    env.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter_map(|(name, _)| NOT_SECRET_IN_AN_IMAGE.iter().find(|(n, _)| *n == name))
+        .map(|(name, why)| format!("warning: /env sets {name}: {why}"))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_in_the_image_env_is_called_what_it_is() {
+        assert!(env_warnings("PATH=/\n").is_empty());
+        let w = env_warnings("PATH=/\nENCLAVE_KEY_BASE64=AAAA\n");
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("warning: /env sets ENCLAVE_KEY_BASE64: "),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].contains("it is not a secret"));
+    }
 
     #[test]
     fn json_members_are_found() {

@@ -1,10 +1,10 @@
 //! `cargo xtask`: the project's build driver. Every task is a plain function; every command
 //! it runs is echoed; a failure ends with one line naming the step that failed.
 
-mod bench;
+mod bench_boot;
 mod bench_relay;
 mod bench_server;
-mod boot;
+mod boot_tests;
 mod check;
 mod cmd;
 mod eif;
@@ -67,10 +67,13 @@ const TASKS: &[(&str, &str, &str)] = &[
     ),
     (
         "fuzz",
-        "",
-        "The short fuzz run of `cargo xtask test`: 20,000 inputs through the server's request \
-         parsing and handling (cargo +nightly fuzz, target http in server/fuzz, seeds in \
-         server/fuzz/seeds). For a long run: cd server && cargo +nightly fuzz run http.",
+        "[TARGET [--runs N]]",
+        "Fuzz every parser of untrusted bytes (cargo +nightly fuzz, crate fuzz/): the server's \
+         HTTP handling and memory files, the EIF and cpio readers, attestation documents, the \
+         measurements file, PEM/DER, the attest client's HTTP response, host-relay's addresses \
+         and the hybrid-vsock reply. Without TARGET: each for 20,000 inputs (what \
+         `cargo xtask test` runs). With TARGET: that one for N inputs (default 20,000; \
+         --runs 0 runs until stopped).",
     ),
     (
         "boot-test",
@@ -90,9 +93,10 @@ const TASKS: &[(&str, &str, &str)] = &[
     (
         "test",
         "[--no-repro]",
-        "What CI runs: setup, cargo fmt --check, clippy -D warnings, the image build, \
-         cargo test for the whole workspace, a short fuzz run of the server's request handling \
-         (20,000 inputs, cargo +nightly fuzz), checks on the built image, boot tests in the \
+        "What CI runs: setup, cargo fmt --check, clippy -D warnings (and for the musl target, on \
+         the enclave's crates), host-relay's dependency check, the image build, \
+         cargo test for the whole workspace, a short fuzz run of every parser of untrusted \
+         bytes (20,000 inputs each, cargo +nightly fuzz), checks on the built image, boot tests in the \
          emulator (the image in 64 MiB serving through vsock with the published PCRs; three \
          broken images that must end in an error line and a reboot), and (unless --no-repro) \
          a second image build from a copy of the sources at another path that must give \
@@ -134,26 +138,26 @@ fn try_main() -> Result {
         "test" => test(&rest),
         "run" => run_task(&rest, false),
         "bench" => bench_task(&rest),
-        "fuzz" => {
-            no_args(&rest)?;
-            fuzz::short_run()
-        }
-        "soak" => {
-            let mut runs = 100;
-            let mut it = rest.iter();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--runs" => {
-                        runs = it
-                            .next()
-                            .and_then(|v| v.parse().ok())
-                            .filter(|n| *n > 0)
-                            .ok_or_else(|| Error("--runs needs a positive number".into()))?;
-                    }
-                    other => return err(format!("soak: unexpected argument `{other}`")),
-                }
+        "fuzz" => match rest.first().map(String::as_str) {
+            None => fuzz::short_run(),
+            Some("-h" | "--help") => {
+                help();
+                Ok(())
             }
-            boot::soak(&eif::build(&eif::Options::default())?, runs)
+            Some(target) => {
+                let runs = match (rest.get(1).map(String::as_str), rest.get(2)) {
+                    (None, _) => fuzz::CI_RUNS,
+                    (Some("--runs"), Some(n)) => n
+                        .parse()
+                        .map_err(|_| Error(format!("--runs: not a number: {n}")))?,
+                    (Some(other), _) => return err(format!("fuzz: unexpected argument `{other}`")),
+                };
+                fuzz::run_target(target, runs)
+            }
+        },
+        "soak" => {
+            let runs = runs_option("soak", &rest, 100)?;
+            boot_tests::soak(&eif::build(&eif::Options::default())?, runs)
         }
         "boot-test" => {
             no_args(&rest)?;
@@ -290,25 +294,28 @@ fn run_task(rest: &[String], inner: bool) -> Result {
     Ok(())
 }
 
+/// The `--runs N` (a positive number) of `task`'s arguments, else `default`.
+fn runs_option(task: &str, rest: &[String], default: usize) -> Result<usize> {
+    let mut runs = default;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => {
+                runs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Error("--runs needs a positive number".into()))?;
+            }
+            other => return err(format!("{task}: unexpected argument `{other}`")),
+        }
+    }
+    Ok(runs)
+}
+
 fn bench_task(rest: &[String]) -> Result {
     match rest.first().map(String::as_str) {
-        Some("boot") => {
-            let mut runs = 5;
-            let mut it = rest[1..].iter();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--runs" => {
-                        runs = it
-                            .next()
-                            .and_then(|v| v.parse().ok())
-                            .filter(|n| *n > 0)
-                            .ok_or_else(|| Error("--runs needs a positive number".into()))?;
-                    }
-                    other => return err(format!("bench boot: unexpected argument `{other}`")),
-                }
-            }
-            bench::boot(runs)
-        }
+        Some("boot") => bench_boot::boot(runs_option("bench boot", &rest[1..], 5)?),
         Some("server") => bench_server::run(&rest[1..]),
         Some("relay") => bench_relay::run(),
         Some(other) => err(format!(
@@ -321,8 +328,8 @@ fn bench_task(rest: &[String]) -> Result {
 /// The emulator tests on a built image.
 fn boot_tests(image: &eif::Image) -> Result {
     let tools = enclave::tools()?;
-    let mut outcomes = boot::serve(image);
-    outcomes.extend(boot::faults(image, &tools));
+    let mut outcomes = boot_tests::serve(image);
+    outcomes.extend(boot_tests::faults(image, &tools));
     check::report("boot tests", &outcomes)
 }
 
@@ -348,6 +355,22 @@ fn test(rest: &[String]) -> Result {
         "--locked",
         "--workspace",
         "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The enclave's binaries are built for musl: lint them as they are built.
+    run(cargo().current_dir(&root).args([
+        "clippy",
+        "--locked",
+        "--target",
+        "x86_64-unknown-linux-musl",
+        "-p",
+        "init",
+        "-p",
+        "server",
+        "-p",
+        "hello-enclave",
         "--",
         "-D",
         "warnings",

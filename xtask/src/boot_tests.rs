@@ -247,6 +247,11 @@ pub fn serve(image: &Image) -> Vec<Outcome> {
             attested_pcrs(image, port),
         ));
         outcomes.extend(attest_end_to_end(image, port));
+        outcomes.push(outcome(
+            "boot: 1,000 hostile connections of each kind through host-relay leave the 64 MiB \
+             enclave up and a keep-alive client served",
+            flood(&opts.dir, port),
+        ));
     }
     let stopped = enclave::stop(&opts.dir).and_then(|_| nothing_left(&opts.dir, port));
     outcomes.push(outcome(
@@ -287,6 +292,55 @@ pub fn soak(image: &Image, runs: usize) -> Result {
     }
     println!("soak: {runs} boots in a row, every one answered; 0 stalls");
     Ok(())
+}
+
+/// The flood tests of `server/tests/floods.rs` against the enclave (its `against_a_remote_server`
+/// test); then the enclave must not have rebooted or run out of memory, and still answer.
+fn flood(dir: &Path, port: u16) -> Result {
+    let out = crate::cmd::cargo()
+        .current_dir(project_root())
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "server",
+            "--test",
+            "floods",
+            "--",
+            "--ignored",
+            "--nocapture",
+            "against_a_remote_server",
+        ])
+        .env("ENCLAVE_HTTPS_FLOOD_TARGET", format!("127.0.0.1:{port}"))
+        .output()
+        .ctx(|| "running the flood test".into())?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    for line in said
+        .lines()
+        .filter(|l| l.contains(": 1000 connections tried") || l.contains("good client got"))
+    {
+        println!("       {line}");
+    }
+    if !out.status.success() {
+        let tail: Vec<&str> = said.lines().rev().take(15).collect();
+        return err(format!(
+            "the flood test failed:\n  | {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n  | ")
+        ));
+    }
+    let console = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    for bad in [
+        "reboot:",
+        "Out of memory",
+        "oom-kill",
+        "Kernel panic",
+        "init: application",
+    ] {
+        if let Some(line) = console.lines().find(|l| l.contains(bad)) {
+            return err(format!("the enclave did not survive the flood: {line}"));
+        }
+    }
+    health(port)
 }
 
 fn harness_saw_heartbeat(dir: &Path) -> Result {

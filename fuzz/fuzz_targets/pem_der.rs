@@ -1,0 +1,22 @@
+//! PEM and DER from untrusted bytes: eif-builder's PEM reader (signing certificates and keys)
+//! and contract's DER reader (certificates' keys, the attestation binding).
+
+#![no_main]
+
+use contract::der;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(blocks) = eif_builder::sign::pem::parse(data) {
+        for b in &blocks {
+            let _ = der::certificate(&b.der);
+        }
+    }
+    if let Ok(c) = der::certificate(data) {
+        let _ = der::ec_public_key(c.spki);
+    }
+    let _ = der::certificate_ec_key(data);
+    let _ = contract::binding::Binding::of_certificate(data, |_| [0; 32]);
+    let mut d = der::Der::new(data);
+    while d.read().is_ok() {}
+});

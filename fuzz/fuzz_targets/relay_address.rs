@@ -1,0 +1,30 @@
+//! host-relay's command-line addresses and routes, the hybrid-vsock reply a device sends, and
+//! durations: a value or an error naming the input, never a panic; what parses prints back to
+//! a form that parses the same.
+
+#![no_main]
+
+use host_relay::addr::{Addr, Route};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = contract::vsock_uds::parse_reply(data);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = Route::parse(text);
+    for listen in [true, false] {
+        if let Ok(a) = Addr::parse(text, listen) {
+            let back = Addr::parse(&a.to_string(), listen).expect("a printed address parses");
+            assert_eq!(back, a);
+        }
+    }
+    if let Ok(d) = contract::duration::parse(text) {
+        assert_eq!(
+            contract::duration::parse(&contract::duration::format(d)),
+            Ok(d)
+        );
+    }
+    let _ = contract::hex::decode(text);
+    let _ = contract::base64::decode(text);
+});
