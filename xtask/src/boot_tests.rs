@@ -334,7 +334,7 @@ fn flood(dir: &Path, port: u16) -> Result {
         "Out of memory",
         "oom-kill",
         "Kernel panic",
-        "init: application",
+        "init: application (pid",
     ] {
         if let Some(line) = console.lines().find(|l| l.contains(bad)) {
             return err(format!("the enclave did not survive the flood: {line}"));
