@@ -3,25 +3,25 @@
 # and prints the path of the binary on stdout; everything else goes to stderr.
 #
 # It runs in "hybrid vsock" mode: the host side is Unix sockets (connect to the socket, send
-# `CONNECT <port>\n`; guest connections to port P land on `<socket>_P`). Version 0.3.0
-# forwards only packets addressed to CID 2, while a Nitro enclave's parent is CID 3 (the boot
-# heartbeat and every enclave-to-parent connection go there), so we change that one condition
-# to accept CID 3 too before building. Idempotent; cached in the user cache directory keyed
-# by this file (which holds the pins) and the Rust compiler.
+# `CONNECT <port>\n`; guest connections to port P land on `<socket>_P`). Our patches
+# (ci/patches/vhost-device-vsock-*.patch, applied in file-name order) make it treat CID 3, a
+# Nitro enclave's parent, as the host, and keep a host connection made while the queues start
+# up from killing the device. Idempotent; cached in the user cache directory keyed by this file
+# (which holds the pins), the patches and the Rust compiler.
 set -euo pipefail
 
 CRATE=vhost-device-vsock
 CRATE_VERSION=0.3.0
 CRATE_SHA256=52ce95d81af89ad693d067c650e42df0f217addfbc96cc4820f7c62eb4a28b13
-PATCH_FILE=src/thread_backend.rs
-PATCH_FROM='if dst_cid != VSOCK_HOST_CID {'
-PATCH_TO='if dst_cid != VSOCK_HOST_CID \&\& dst_cid != 3 {'
 
 log() { echo "vhost-device-vsock: $*" >&2; }
 die() { echo "vhost-device-vsock: error: $*" >&2; exit 1; }
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/enclave-https
-key=$( { cat "${BASH_SOURCE[0]}"; rustc --version; } | sha256sum | cut -c1-16)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+patches=("$here"/patches/vhost-device-vsock-*.patch)
+[[ -f ${patches[0]} ]] || die "no patches in $here/patches"
+key=$( { cat "${BASH_SOURCE[0]}" "${patches[@]}"; rustc --version; } | sha256sum | cut -c1-16)
 prefix=$cache/$CRATE/$key
 binary=$prefix/bin/$CRATE
 if [[ -x $binary ]]; then
@@ -48,9 +48,11 @@ got=$(sha256sum "$crate_file" | cut -d' ' -f1)
 cd "$work"
 tar -xzf "$crate_file"
 cd "$CRATE-$CRATE_VERSION"
-grep -qF "$PATCH_FROM" "$PATCH_FILE" || die "the line to change is not in $PATCH_FILE"
-sed -i "s/$PATCH_FROM/$PATCH_TO/" "$PATCH_FILE"
-grep -qF 'dst_cid != 3' "$PATCH_FILE" || die "patching $PATCH_FILE failed"
+command -v patch >/dev/null || die "patch is not installed (Debian package patch)"
+for p in "${patches[@]}"; do
+  log "applying $(basename "$p")"
+  patch -p1 --forward --quiet <"$p" >&2 || die "$(basename "$p") does not apply"
+done
 log "building (under a minute)"
 cargo install -q --locked --path . --root "$prefix.partial" >&2
 rm -rf "$prefix"

@@ -11,6 +11,9 @@ use crate::enclave::{self, Options, Summary, Tools};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 /// A broken image must be over this quickly (QEMU start to reboot, under TCG).
@@ -264,9 +267,12 @@ pub fn serve(image: &Image) -> Vec<Outcome> {
 /// `cargo xtask soak`: boots the image `runs` times in a row in 64 MiB, each until its server
 /// answers /health through host-relay, and fails at the first boot that does not (naming
 /// QEMU's error line when QEMU gave up on a device). The emulator's NSM stall showed in about
-/// one boot in fifty before ci/patches/ fixed it.
-pub fn soak(image: &Image, runs: usize) -> Result {
+/// one boot in fifty before ci/patches/ fixed it. With `busy`, spinning threads keep every CPU
+/// of this machine busy meanwhile: the vsock device's start-up race (a host connection while
+/// its queues were set up killed it; ci/patches/ again) showed in one boot in four that way.
+pub fn soak(image: &Image, runs: usize, busy: bool) -> Result {
     let start = std::time::Instant::now();
+    let _spinners = busy.then(Spinners::start);
     for n in 1..=runs {
         let mut opts = Options::new(enclave::Image::Eif(image.eif.clone()));
         opts.dir = image.dir.join("soak");
@@ -292,6 +298,37 @@ pub fn soak(image: &Image, runs: usize) -> Result {
     }
     println!("soak: {runs} boots in a row, every one answered; 0 stalls");
     Ok(())
+}
+
+/// One thread per CPU spinning until dropped.
+struct Spinners(Arc<AtomicBool>, Vec<thread::JoinHandle<()>>);
+
+impl Spinners {
+    fn start() -> Spinners {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cpus = thread::available_parallelism().map_or(2, usize::from);
+        let threads = (0..cpus)
+            .map(|_| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        println!("soak: {cpus} spinning thread(s) keep the CPUs busy");
+        Spinners(stop, threads)
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The flood tests of `server/tests/floods.rs` against the enclave (its `against_a_remote_server`

@@ -96,7 +96,7 @@ pub fn run_dir() -> PathBuf {
 pub struct Tools {
     /// qemu-system-x86_64 with the nitro-enclave machine.
     pub qemu: PathBuf,
-    /// vhost-device-vsock with the CID-3 change.
+    /// vhost-device-vsock with our patches (CID 3 is the host; queue start-up race).
     pub vhost: PathBuf,
     /// Our host-relay, which forwards 127.0.0.1:PORT to the enclave as on a parent instance.
     pub relay: PathBuf,

@@ -59,11 +59,13 @@ const TASKS: &[(&str, &str, &str)] = &[
     ),
     (
         "soak",
-        "[--runs N]",
+        "[--runs N] [--busy]",
         "Boot the image N times in a row (default 100) in the emulator, 64 MiB, each until its \
          server answers /health through host-relay; fail at the first that does not, naming \
          QEMU's error line if QEMU gave up on a device (how the emulator's NSM stall showed \
-         before ci/patches/ fixed it).",
+         before ci/patches/ fixed it). --busy keeps every CPU busy with spinning threads \
+         meanwhile, which widens start-up races (the vsock device's, fixed in ci/patches/, \
+         showed in one boot in four that way).",
     ),
     (
         "fuzz",
@@ -156,8 +158,10 @@ fn try_main() -> Result {
             }
         },
         "soak" => {
+            let busy = rest.iter().any(|a| a == "--busy");
+            let rest: Vec<String> = rest.into_iter().filter(|a| a != "--busy").collect();
             let runs = runs_option("soak", &rest, 100)?;
-            boot_tests::soak(&eif::build(&eif::Options::default())?, runs)
+            boot_tests::soak(&eif::build(&eif::Options::default())?, runs, busy)
         }
         "boot-test" => {
             no_args(&rest)?;
