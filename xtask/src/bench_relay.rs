@@ -1,4 +1,5 @@
-//! `cargo xtask bench relay`: host-relay against a direct connection (the limit) and socat, on
+//! `cargo xtask bench relay`: host-relay against a direct connection (the limit), HAProxy in TCP
+//! mode with splicing (the proxy an operator would pick instead) and socat, on
 //! loopback, in two set-ups: TCP → TCP and TCP → Unix socket. Measured per program: bulk
 //! throughput of one connection (1 GiB each way), 64 parallel connections (1 GiB in all),
 //! connection setup rate (connect, 1 byte each way, close), 1 KiB ping-pong latency (p50/p99,
@@ -6,7 +7,9 @@
 //! while it holds 9,900 idle connections, and the relay's CPU seconds per GiB moved (utime + stime
 //! of the process and its reaped children, from /proc/PID/stat). The peers are threads of this
 //! process; everything shares the machine's cores, so CPU per GiB is the figure that ranks relays
-//! when the run is CPU-bound.
+//! when the run is CPU-bound. Bulk streams behave as iperf3's (128 KiB blocks, Nagle on), and for
+//! TCP → TCP every program is also measured by iperf3 itself in front of iperf3's server, so
+//! the bench's own figures can be checked against an independent tool in every run.
 //! Two rounds, programs alternated, best of each kept. Results: target/bench/relay.json.
 //! A benchmark, not a test: nothing here asserts a speed.
 
@@ -23,6 +26,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const GIB: u64 = 1 << 30;
+/// Bytes per read and write of a bulk stream: iperf3's default (128 KiB). Bulk streams also
+/// leave Nagle on, as iperf3 does; only ping-pong and setups ask for `TCP_NODELAY`. With 1 MiB
+/// writes and `TCP_NODELAY` this client moved 14 Gbit/s direct where iperf3 moves 24.
+const BULK_BLOCK: usize = 128 << 10;
 const PARALLEL: u64 = 64;
 const SETUPS_PER_THREAD: usize = 1000;
 const SETUP_THREADS: usize = 2;
@@ -43,11 +50,11 @@ enum Stream {
 }
 
 impl Stream {
-    fn connect(ep: &Ep) -> io::Result<Stream> {
+    fn connect(ep: &Ep, nodelay: bool) -> io::Result<Stream> {
         Ok(match ep {
             Ep::Tcp(a) => {
                 let s = TcpStream::connect(a)?;
-                s.set_nodelay(true)?;
+                s.set_nodelay(nodelay)?;
                 Stream::Tcp(s)
             }
             Ep::Unix(p) => Stream::Unix(UnixStream::connect(p)?),
@@ -57,6 +64,12 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+    fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Unix(_) => Ok(()),
         }
     }
 }
@@ -83,11 +96,14 @@ impl Write for Stream {
 }
 
 /// The peer: `U` = read to EOF then answer one byte; `D` + u64 = send that many bytes and close;
-/// `E` = echo until EOF.
+/// `E` = echo until EOF (with `TCP_NODELAY`, as the client's side of it).
 fn serve(mut s: Stream) -> io::Result<()> {
     let mut mode = [0u8; 1];
     s.read_exact(&mut mode)?;
-    let mut buf = vec![0u8; 1 << 20];
+    if mode[0] == b'E' {
+        s.set_nodelay()?;
+    }
+    let mut buf = vec![0u8; BULK_BLOCK];
     match mode[0] {
         b'U' => {
             while s.read(&mut buf)? != 0 {}
@@ -123,7 +139,6 @@ fn start_servers(dir: &Path) -> Result<(SocketAddr, PathBuf)> {
     let ul = UnixListener::bind(&path).ctx(|| format!("binding {}", path.display()))?;
     thread::spawn(move || {
         for s in tl.incoming().flatten() {
-            let _ = s.set_nodelay(true);
             thread::spawn(move || serve(Stream::Tcp(s)));
         }
     });
@@ -190,6 +205,9 @@ struct Row {
     pinned_p50_us: f64,
     pinned_p99_us: f64,
     cpu_s_per_gib: Option<f64>,
+    /// iperf3's one-stream rate through the same program (tcp-tcp only): the cross-check of
+    /// `up_gbps`.
+    iperf3_gbps: Option<f64>,
 }
 
 fn gbps(bytes: u64, d: Duration) -> f64 {
@@ -199,9 +217,9 @@ fn gbps(bytes: u64, d: Duration) -> f64 {
 }
 
 fn upload(ep: &Ep, bytes: u64) -> io::Result<()> {
-    let mut s = Stream::connect(ep)?;
+    let mut s = Stream::connect(ep, false)?;
     s.write_all(b"U")?;
-    let buf = vec![0x5au8; 1 << 20];
+    let buf = vec![0x5au8; BULK_BLOCK];
     let mut left = bytes;
     while left > 0 {
         let k = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
@@ -214,11 +232,11 @@ fn upload(ep: &Ep, bytes: u64) -> io::Result<()> {
 }
 
 fn download(ep: &Ep, bytes: u64) -> io::Result<()> {
-    let mut s = Stream::connect(ep)?;
+    let mut s = Stream::connect(ep, false)?;
     let mut req = vec![b'D'];
     req.extend_from_slice(&bytes.to_le_bytes());
     s.write_all(&req)?;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; BULK_BLOCK];
     let mut got = 0u64;
     loop {
         let n = s.read(&mut buf)?;
@@ -236,7 +254,7 @@ fn download(ep: &Ep, bytes: u64) -> io::Result<()> {
 
 fn setups(ep: &Ep) -> io::Result<()> {
     for _ in 0..SETUPS_PER_THREAD {
-        let mut s = Stream::connect(ep)?;
+        let mut s = Stream::connect(ep, true)?;
         s.write_all(b"Ex")?;
         let mut b = [0u8; 1];
         s.read_exact(&mut b)?;
@@ -245,7 +263,7 @@ fn setups(ep: &Ep) -> io::Result<()> {
 }
 
 fn ping_pong(ep: &Ep) -> io::Result<(f64, f64)> {
-    let mut s = Stream::connect(ep)?;
+    let mut s = Stream::connect(ep, true)?;
     s.write_all(b"E")?;
     let msg = [7u8; 1024];
     let mut back = [0u8; 1024];
@@ -465,6 +483,10 @@ fn best(a: Option<Row>, b: Row) -> Row {
         pinned_p50_us: a.pinned_p50_us.min(b.pinned_p50_us),
         pinned_p99_us: a.pinned_p99_us.min(b.pinned_p99_us),
         cpu_s_per_gib: min_opt(a.cpu_s_per_gib, b.cpu_s_per_gib),
+        iperf3_gbps: match (a.iperf3_gbps, b.iperf3_gbps) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        },
     }
 }
 
@@ -474,29 +496,149 @@ fn target_dir() -> PathBuf {
         .map_or_else(|| project_root().join("target"), PathBuf::from)
 }
 
-const PROGRAMS: [&str; 3] = ["direct", "host-relay", "socat"];
+const PROGRAMS: [&str; 4] = ["direct", "host-relay", "haproxy", "socat"];
+
+/// HAProxy's configuration: TCP mode, splicing forced both ways, as an operator would run it in
+/// front of an enclave. `option splice-auto` did not splice at all here (HAProxy 2.6: no splice
+/// call under strace, about 6 Gbit/s through iperf3); `splice-request` + `splice-response` did
+/// (about 10), so that is the HAProxy we rank against. `maxconn` stays well under the open-file
+/// limit (HAProxy refuses to start when it cannot reserve descriptors for it).
+fn haproxy_config(port: u16, server: &str) -> String {
+    format!(
+        "global\n  maxconn 400\n\ndefaults\n  mode tcp\n  option splice-request\n  \
+         option splice-response\n  \
+         timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n\
+         listen relay\n  bind 127.0.0.1:{port}\n  server peer {server}\n"
+    )
+}
 const SETUPS: [&str; 2] = ["tcp-tcp", "tcp-unix"];
 
-/// Runs the benchmark, prints the table, writes target/bench/relay.json.
-pub fn run() -> Result {
-    crate::setup::packages(&[("socat", "the reference relay of `bench relay`")])?;
-    if !have("socat") {
-        return err("socat is not on PATH");
+/// socat's transfer block (`-b`). Its default, 8 KiB, moved about 4 Gbit/s here whether iperf3 or
+/// this bench drove it; 128 KiB moved 10-11, so that is the socat we rank against.
+const SOCAT_BLOCK: &str = "131072";
+
+/// Starts `program` listening on a free loopback port and forwarding to `target`; returns where
+/// clients connect and the process. "direct" starts nothing: clients connect to `target`.
+fn start_program(
+    program: &str,
+    target: &Ep,
+    relay: &Path,
+    workers: usize,
+    out: &Path,
+) -> Result<(Ep, Option<Proc>)> {
+    if program == "direct" {
+        return Ok((target.clone(), None));
     }
-    run_cmd(cargo().args(["build", "--release", "-p", "host-relay"]))?;
-    let relay = target_dir().join("release/host-relay");
+    let port = free_port()?;
+    let c = match program {
+        "host-relay" => {
+            let to = match target {
+                Ep::Tcp(a) => format!("tcp:{a}"),
+                Ep::Unix(p) => format!("unix:{}", p.display()),
+            };
+            let mut c = Command::new(relay);
+            c.args(["--workers", &workers.to_string(), "--idle-timeout", "0"])
+                .arg("--route")
+                .arg(format!("tcp:127.0.0.1:{port}={to}"));
+            c
+        }
+        "haproxy" => {
+            let server = match target {
+                Ep::Tcp(a) => a.to_string(),
+                Ep::Unix(p) => p.display().to_string(),
+            };
+            let cfg = out.join("haproxy.cfg");
+            std::fs::write(&cfg, haproxy_config(port, &server))
+                .ctx(|| format!("writing {}", cfg.display()))?;
+            let mut c = Command::new("haproxy");
+            c.arg("-db").arg("-f").arg(&cfg);
+            c
+        }
+        _ => {
+            let to = match target {
+                Ep::Tcp(a) => format!("TCP:{a},nodelay"),
+                Ep::Unix(p) => format!("UNIX-CONNECT:{}", p.display()),
+            };
+            let mut c = Command::new("socat");
+            c.args(["-b", SOCAT_BLOCK])
+                .arg(format!(
+                    "TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay"
+                ))
+                .arg(to);
+            c
+        }
+    };
+    let p = spawn(c, port)?;
+    Ok((Ep::Tcp(SocketAddr::from(([127, 0, 0, 1], port))), Some(p)))
+}
+
+/// One iperf3 stream for 3 s through `ep` (an iperf3 server behind it): the receiver's Gbit/s.
+fn iperf3(ep: &Ep) -> Result<f64> {
+    let Ep::Tcp(a) = ep else {
+        return err("iperf3 runs over TCP only");
+    };
+    let out = crate::cmd::output(Command::new("iperf3").args([
+        "-c",
+        &a.ip().to_string(),
+        "-p",
+        &a.port().to_string(),
+        "-t",
+        "3",
+        "-f",
+        "g",
+    ]))?;
+    let gbps = out.lines().find(|l| l.contains("receiver")).and_then(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "Gbits/sec")?;
+        words.get(at.checked_sub(1)?)?.parse::<f64>().ok()
+    });
+    gbps.map_or_else(
+        || err(format!("iperf3 printed no receiver rate:\n{out}")),
+        Ok,
+    )
+}
+
+/// Runs the benchmark, prints the table, writes target/bench/relay.json.
+/// `relay`: a host-relay binary to measure instead of building ours (to compare two builds).
+pub fn run(relay: Option<PathBuf>) -> Result {
+    crate::setup::packages(&[
+        ("socat", "a reference relay of `bench relay`"),
+        ("haproxy", "a reference relay of `bench relay`"),
+        ("iperf3", "the cross-check of `bench relay`'s bulk figures"),
+    ])?;
+    for tool in ["socat", "haproxy", "iperf3"] {
+        if !have(tool) {
+            return err(format!("{tool} is not on PATH"));
+        }
+    }
+    let relay = match relay {
+        Some(r) => r,
+        None => {
+            run_cmd(cargo().args(["build", "--release", "-p", "host-relay"]))?;
+            target_dir().join("release/host-relay")
+        }
+    };
     let out = project_root().join("target/bench");
     std::fs::create_dir_all(&out).ctx(|| format!("creating {}", out.display()))?;
     let (tcp_peer, unix_peer) = start_servers(&out)?;
+    let iperf_port = free_port()?;
+    let _iperf_server = spawn(
+        {
+            let mut c = Command::new("iperf3");
+            c.args(["-s", "-p", &iperf_port.to_string(), "-B", "127.0.0.1"]);
+            c
+        },
+        iperf_port,
+    )?;
+    let iperf_ep = Ep::Tcp(SocketAddr::from(([127, 0, 0, 1], iperf_port)));
     let workers = thread::available_parallelism().map_or(2, usize::from);
     let mut results: Vec<Vec<Option<Row>>> = vec![vec![None; PROGRAMS.len()]; SETUPS.len()];
     for round in 0..ROUNDS {
         for (si, setup) in SETUPS.iter().enumerate() {
-            let target_arg = |relay: bool| match (si, relay) {
-                (0, true) => format!("tcp:{tcp_peer}"),
-                (0, false) => format!("TCP:{tcp_peer},nodelay"),
-                (_, true) => format!("unix:{}", unix_peer.display()),
-                (_, false) => format!("UNIX-CONNECT:{}", unix_peer.display()),
+            let target = if si == 0 {
+                Ep::Tcp(tcp_peer)
+            } else {
+                Ep::Unix(unix_peer.clone())
             };
             // Alternate the order between rounds so drift hits every program alike.
             let mut order: Vec<usize> = (0..PROGRAMS.len()).collect();
@@ -504,39 +646,16 @@ pub fn run() -> Result {
                 order.reverse();
             }
             for pi in order {
-                let port = free_port()?;
-                let (ep, proc_) = match pi {
-                    0 if si == 0 => (Ep::Tcp(tcp_peer), None),
-                    0 => (Ep::Unix(unix_peer.clone()), None),
-                    1 => {
-                        let mut c = Command::new(&relay);
-                        c.args([
-                            "--workers",
-                            &workers.to_string(),
-                            "--idle-timeout",
-                            "0",
-                            "--route",
-                        ])
-                        .arg(format!("tcp:127.0.0.1:{port}={}", target_arg(true)));
-                        (
-                            Ep::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
-                            Some(spawn(c, port)?),
-                        )
-                    }
-                    _ => {
-                        let mut c = Command::new("socat");
-                        c.arg(format!(
-                            "TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay"
-                        ))
-                        .arg(target_arg(false));
-                        (
-                            Ep::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
-                            Some(spawn(c, port)?),
-                        )
-                    }
-                };
+                let (ep, proc_) = start_program(PROGRAMS[pi], &target, &relay, workers, &out)?;
                 eprintln!("round {}/{ROUNDS}: {setup} {}", round + 1, PROGRAMS[pi]);
-                let row = measure(&ep, proc_.as_ref())?;
+                let mut row = measure(&ep, proc_.as_ref())?;
+                drop(proc_);
+                if si == 0 {
+                    // The same program in front of iperf3's server, measured by iperf3's client.
+                    let (ep, _proc) =
+                        start_program(PROGRAMS[pi], &iperf_ep, &relay, workers, &out)?;
+                    row.iperf3_gbps = Some(iperf3(&ep)?);
+                }
                 eprintln!(
                     "  up {:.2} / down {:.2} / 64 conns {:.2} Gbit/s, {:.0} setups/s, ping-pong p50/p99 {:.1}/{:.1} us",
                     row.up_gbps, row.down_gbps, row.parallel_gbps, row.setups_per_s, row.p50_us, row.p99_us
@@ -552,16 +671,18 @@ pub fn run() -> Result {
             .iter()
             .map(|r| r.clone().unwrap_or_default())
             .collect();
-        let (d, h, s) = (&r[0], &r[1], &r[2]);
-        println!("\n{setup}: best of {ROUNDS} rounds            direct  host-relay       socat  relay/direct  relay/socat");
+        let (d, h, x, s) = (&r[0], &r[1], &r[2], &r[3]);
+        println!("\n{setup}: best of {ROUNDS} rounds            direct  host-relay     haproxy       socat  relay/direct  relay/haproxy  relay/socat");
         let line = |name: &str, f: fn(&Row) -> f64| {
             let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
             println!(
-                "  {name:30} {:>10.2} {:>11.2} {:>11.2} {:>12.2}x {:>11.2}x",
+                "  {name:30} {:>10.2} {:>11.2} {:>11.2} {:>11.2} {:>12.2}x {:>13.2}x {:>11.2}x",
                 f(d),
                 f(h),
+                f(x),
                 f(s),
                 ratio(f(h), f(d)),
+                ratio(f(h), f(x)),
                 ratio(f(h), f(s))
             );
         };
@@ -575,9 +696,11 @@ pub fn run() -> Result {
         line("one-CPU ping-pong p99 (us)", |r| r.pinned_p99_us);
         let added = |how: &str, p50: fn(&Row) -> f64, p99: fn(&Row) -> f64| {
             println!(
-                "  added latency p50/p99{how} (us): host-relay {:.1}/{:.1}, socat {:.1}/{:.1}",
+                "  added latency p50/p99{how} (us): host-relay {:.1}/{:.1}, haproxy {:.1}/{:.1}, socat {:.1}/{:.1}",
                 p50(h) - p50(d),
                 p99(h) - p99(d),
+                p50(x) - p50(d),
+                p99(x) - p99(d),
                 p50(s) - p50(d),
                 p99(s) - p99(d)
             );
@@ -585,15 +708,33 @@ pub fn run() -> Result {
         added("", |r| r.p50_us, |r| r.p99_us);
         added(", one CPU", |r| r.pinned_p50_us, |r| r.pinned_p99_us);
         println!(
-            "  relay CPU s/GiB: host-relay {:.3}, socat {:.3}",
+            "  relay CPU s/GiB: host-relay {:.3}, haproxy {:.3}, socat {:.3}",
             h.cpu_s_per_gib.unwrap_or(0.0),
+            x.cpu_s_per_gib.unwrap_or(0.0),
             s.cpu_s_per_gib.unwrap_or(0.0)
         );
+        if si == 0 {
+            let cross: Vec<String> = PROGRAMS
+                .iter()
+                .zip(&r)
+                .map(|(name, row)| {
+                    format!(
+                        "{name} {:.2} (this bench {:.2})",
+                        row.iperf3_gbps.unwrap_or(0.0),
+                        row.up_gbps
+                    )
+                })
+                .collect();
+            println!(
+                "  iperf3 cross-check, one stream up (Gbit/s): {}",
+                cross.join(", ")
+            );
+        }
         for (pi, row) in r.iter().enumerate() {
             let mut o = String::new();
             let _ = write!(
                 o,
-                "    {{\"setup\": \"{setup}\", \"program\": \"{}\", \"bulk_up_gbps\": {:.3}, \"bulk_down_gbps\": {:.3}, \"parallel64_gbps\": {:.3}, \"setups_per_s\": {:.0}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"added_p50_us\": {:.1}, \"added_p99_us\": {:.1}, \"pinned_p50_us\": {:.1}, \"pinned_p99_us\": {:.1}, \"added_pinned_p50_us\": {:.1}, \"added_pinned_p99_us\": {:.1}, \"cpu_s_per_gib\": {}}}",
+                "    {{\"setup\": \"{setup}\", \"program\": \"{}\", \"bulk_up_gbps\": {:.3}, \"bulk_down_gbps\": {:.3}, \"parallel64_gbps\": {:.3}, \"setups_per_s\": {:.0}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"added_p50_us\": {:.1}, \"added_p99_us\": {:.1}, \"pinned_p50_us\": {:.1}, \"pinned_p99_us\": {:.1}, \"added_pinned_p50_us\": {:.1}, \"added_pinned_p99_us\": {:.1}, \"cpu_s_per_gib\": {}, \"iperf3_up_gbps\": {}}}",
                 PROGRAMS[pi],
                 row.up_gbps,
                 row.down_gbps,
@@ -607,7 +748,8 @@ pub fn run() -> Result {
                 row.pinned_p99_us,
                 row.pinned_p50_us - d.pinned_p50_us,
                 row.pinned_p99_us - d.pinned_p99_us,
-                row.cpu_s_per_gib.map_or("null".to_string(), |c| format!("{c:.4}"))
+                row.cpu_s_per_gib.map_or("null".to_string(), |c| format!("{c:.4}")),
+                row.iperf3_gbps.map_or("null".to_string(), |g| format!("{g:.3}"))
             );
             rows.push(o);
         }

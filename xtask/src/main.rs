@@ -45,7 +45,7 @@ const TASKS: &[(&str, &str, &str)] = &[
     ),
     (
         "bench",
-        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] | relay",
+        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] | relay [--relay PATH]",
         "Benchmarks (not tests). `bench boot`: boot our image and a reference image (same \
          kernel, cmdline and server; Debian busybox-static + shell-script /init) alternately \
          N times (default 5) in the emulator; print medians of kernel start → /init, /init → \
@@ -54,8 +54,10 @@ const TASKS: &[(&str, &str, &str)] = &[
          a hyper + tokio-rustls server, same P-256 certificate, TLS 1.3, pinned CPUs: \
          keep-alive req/s, p99 and CPU per request, full handshakes/s, memory per idle TLS \
          connection; writes target/bench/server.json. `bench relay`: direct vs host-relay \
-         vs socat, TCP->TCP and TCP->Unix: bulk throughput, 64 connections, setups/s, added \
-         p50/p99 latency, relay CPU per GiB; writes target/bench/relay.json.",
+         vs HAProxy (TCP mode, splicing) vs socat, TCP->TCP and TCP->Unix: bulk throughput, \
+         64 connections, setups/s, added p50/p99 latency, relay CPU per GiB, with iperf3 \
+         measuring each program too as a cross-check; --relay PATH measures another \
+         host-relay build; writes target/bench/relay.json.",
     ),
     (
         "soak",
@@ -321,7 +323,11 @@ fn bench_task(rest: &[String]) -> Result {
     match rest.first().map(String::as_str) {
         Some("boot") => bench_boot::boot(runs_option("bench boot", &rest[1..], 5)?),
         Some("server") => bench_server::run(&rest[1..]),
-        Some("relay") => bench_relay::run(),
+        Some("relay") => match &rest[1..] {
+            [] => bench_relay::run(None),
+            [flag, path] if flag == "--relay" => bench_relay::run(Some(PathBuf::from(path))),
+            _ => err("bench relay: the only option is --relay PATH (a host-relay binary)"),
+        },
         Some(other) => err(format!(
             "unknown benchmark `{other}`; available: boot, server, relay"
         )),
