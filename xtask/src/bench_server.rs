@@ -68,7 +68,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--conns" => o.conns = usize::try_from(number("--conns")?).unwrap_or(1),
             other => {
                 return err(format!(
-                    "bench server: unexpected argument `{other}` (options: --secs N, --rounds N, --conns N)"
+                    "bench server: unexpected argument `{other}` (options: --secs N, --rounds N, --conns N, --server PATH)"
                 ))
             }
         }
@@ -547,8 +547,22 @@ fn ratio(ours: f64, theirs: f64) -> String {
 
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result {
-    let o = parse(args)?;
-    let p = prepare()?;
+    // `--server PATH`: measure another build of our server (to compare two builds).
+    let (args, server) = match args.iter().position(|a| a == "--server") {
+        Some(i) => {
+            let Some(path) = args.get(i + 1) else {
+                return err("bench server: --server needs the path of a server binary");
+            };
+            let rest: Vec<String> = args[..i].iter().chain(&args[i + 2..]).cloned().collect();
+            (rest, Some(PathBuf::from(path)))
+        }
+        None => (args.to_vec(), None),
+    };
+    let o = parse(&args)?;
+    let mut p = prepare()?;
+    if let Some(server) = server {
+        p.server = server;
+    }
     let mut best: Vec<Option<Load>> = vec![None; PEERS.len()];
     for round in 0..o.rounds {
         eprintln!("round {} of {}", round + 1, o.rounds);

@@ -45,7 +45,7 @@ const TASKS: &[(&str, &str, &str)] = &[
     ),
     (
         "bench",
-        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] | relay [--relay PATH]",
+        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] [--server PATH] | relay [--relay PATH]",
         "Benchmarks (not tests). `bench boot`: boot our image and a reference image (same \
          kernel, cmdline and server; Debian busybox-static + shell-script /init) alternately \
          N times (default 5) in the emulator; print medians of kernel start → /init, /init → \
@@ -53,7 +53,8 @@ const TASKS: &[(&str, &str, &str)] = &[
          target/bench/boot.json. `bench server`: our server against nginx (one worker) and \
          a hyper + tokio-rustls server, same P-256 certificate, TLS 1.3, pinned CPUs: \
          keep-alive req/s, p99 and CPU per request, full handshakes/s, memory per idle TLS \
-         connection; writes target/bench/server.json. `bench relay`: direct vs host-relay \
+         connection; --server PATH measures another build of our server; writes \
+         target/bench/server.json. `bench relay`: direct vs host-relay \
          vs HAProxy (TCP mode, splicing) vs socat, TCP->TCP and TCP->Unix: bulk throughput, \
          64 connections, setups/s, added p50/p99 latency, relay CPU per GiB, with iperf3 \
          measuring each program too as a cross-check; --relay PATH measures another \
