@@ -190,11 +190,13 @@ pub fn parse_head(head: &[u8]) -> Result<ResponseHead> {
             status_line.chars().take(64).collect::<String>()
         )));
     }
+    // Three digits, 100-599 (RFC 9110 §15); `parse` alone would take "+20" and "000".
     let status = parts
         .next()
-        .filter(|s| s.len() == 3)
+        .filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| malformed("status code is not three digits"))?;
+        .filter(|s| (100..=599).contains(s))
+        .ok_or_else(|| malformed("status code is not three digits from 100 to 599"))?;
     let mut content_length = None;
     for line in lines {
         let (name, value) = line
@@ -406,9 +408,19 @@ mod tests {
                 content_length: 12
             }
         );
+        let e = parse_head(b"HTTP/1.1 000 OK\r\nContent-Length: 1").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("status code is not three digits from 100 to 599"),
+            "{e}"
+        );
         for bad in [
             &b"HTTP/2 200 OK\r\nContent-Length: 1"[..],
             b"HTTP/1.1 20 OK\r\nContent-Length: 1",
+            // Found by the http_response fuzz target: u16 parsing takes these.
+            b"HTTP/1.1 000 OK\r\nContent-Length: 1",
+            b"HTTP/1.1 +20 OK\r\nContent-Length: 1",
+            b"HTTP/1.1 600 OK\r\nContent-Length: 1",
             b"HTTP/1.1 200 OK",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1",
             b"HTTP/1.1 200 OK\r\nContent-Length: -1",
