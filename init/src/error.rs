@@ -59,7 +59,7 @@ pub enum Error {
     },
     /// The boot heartbeat to the parent failed.
     Heartbeat {
-        /// The step (`socket`, `connect`, `send`, `reply`).
+        /// The step (`socket`, `connect`, `send`, `reply`, `join`).
         step: &'static str,
         /// The parent's vsock address (CID, port).
         parent: (u32, u32),
@@ -86,6 +86,8 @@ pub enum HeartbeatFailure {
     Timeout(u64),
     /// The parent closed without answering.
     Closed,
+    /// The thread that sent it ended without a result (a panic).
+    Thread,
     /// The parent answered another byte than the one expected.
     WrongByte {
         /// What came.
@@ -104,6 +106,7 @@ impl fmt::Display for HeartbeatFailure {
             HeartbeatFailure::Closed => {
                 f.write_str("the parent closed the connection without answering")
             }
+            HeartbeatFailure::Thread => f.write_str("the heartbeat thread ended without a result"),
             HeartbeatFailure::WrongByte { got, expected } => write!(
                 f,
                 "the parent answered 0x{got:02X}, expected 0x{expected:02X}"
@@ -232,6 +235,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "heartbeat: connect (vsock 3:9000): Connection timed out"
+        );
+        let e = Error::Heartbeat {
+            step: "join",
+            parent: (3, 9000),
+            cause: HeartbeatFailure::Thread,
+        };
+        assert_eq!(
+            e.to_string(),
+            "heartbeat: join (vsock 3:9000): the heartbeat thread ended without a result"
         );
         let e = Error::NoNsm(io::Error::from_raw_os_error(libc::ENOENT));
         assert!(

@@ -3,8 +3,9 @@
 //!
 //! 1. mount /dev (devtmpfs), then make /dev/console its stdin/stdout/stderr, then /proc, /sys;
 //! 2. load the kernel modules shipped in the bootstrap ramdisk (`/*.ko`), if any;
-//! 3. seed the kernel's entropy pool from the NSM and check the NSM feeds the kernel's RNG;
-//! 4. send the boot heartbeat to the parent (vsock 3:9000);
+//! 3. seed the kernel's entropy pool from the NSM and check the NSM feeds the kernel's RNG,
+//!    while a thread sends the boot heartbeat to the parent (vsock 3:9000);
+//! 4. wait for the heartbeat's answer (or its deadline);
 //! 5. read the application's `/cmd` and `/env`, switch root into `/rootfs`, mount /dev/pts,
 //!    /dev/shm, /tmp and /run there, raise the open-file limit;
 //! 6. start the application and supervise it (signals forwarded, orphans reaped);
@@ -79,11 +80,25 @@ fn boot() -> Result<supervise::Ended> {
         info!("loaded kernel module {} [{}]", module.display(), params);
     }
 
+    // The heartbeat waits on the parent; seeding the entropy pool waits on the NSM. Both at
+    // once: the heartbeat runs on a thread of its own, joined before the application is read.
+    let heartbeat = std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(heartbeat::send);
     let mut nsm = entropy::Device::open()?;
     info!("{}", entropy::seed(&mut nsm)?);
     drop(nsm);
 
-    match heartbeat::send() {
+    let sent = match heartbeat {
+        Ok(thread) => thread.join().unwrap_or(Err(Error::Heartbeat {
+            step: "join",
+            parent: (heartbeat::PARENT_CID, heartbeat::PORT),
+            cause: error::HeartbeatFailure::Thread,
+        })),
+        // No thread to be had: send it from here.
+        Err(_) => heartbeat::send(),
+    };
+    match sent {
         Ok(took) => info!(
             "heartbeat: answered by the parent in {} ms",
             took.as_millis()
