@@ -89,6 +89,7 @@ pub mod crc32;
 pub mod eif;
 pub mod error;
 pub mod fsutil;
+pub mod image;
 pub mod measure;
 pub mod sign;
 pub mod time;

@@ -4,9 +4,13 @@
 //!
 //! * entries are written sorted bytewise by path, which puts every directory before its
 //!   contents; missing parent directories are created with mode 0755;
-//! * uid and gid are 0, every mtime is one fixed value, inode numbers run 1, 2, 3… in output
-//!   order, nlink is 2 for directories and 1 otherwise, dev/rdev are 0 except a character
-//!   device's rdev;
+//! * uid and gid are 0 unless an entry was added with an owner (an imported container image
+//!   keeps its files' owners), every mtime is one fixed value, inode numbers run 1, 2, 3… in
+//!   output order, nlink is 2 for directories and 1 otherwise, dev/rdev are 0 except a
+//!   character device's rdev;
+//! * hard links share their target's inode number and nlink counts them all; the first of
+//!   them in output order carries the data, the others none (the kernel's initramfs unpacker
+//!   links the later names to the first);
 //! * names have no leading `/` and end in a NUL; header+name and data are each padded to 4
 //!   bytes; the archive ends with a `TRAILER!!!` entry and no further padding.
 //!
@@ -59,11 +63,27 @@ pub enum EntryKind {
         /// Minor number.
         minor: u32,
     },
+    /// A hard link to the regular file at this (archive) path, which must be in the archive
+    /// by the time it is written.
+    HardLink(Vec<u8>),
 }
+
+/// An entry's owner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// For each hard-linked file, its number of names; for each hard link, the file it names.
+type LinkGroups<'a> = (BTreeMap<&'a [u8], u32>, BTreeMap<&'a [u8], &'a Node>);
 
 #[derive(Clone, Debug)]
 struct Node {
     mode: u32,
+    owner: Owner,
     kind: EntryKind,
     /// Created as a missing parent rather than declared.
     implicit: bool,
@@ -112,6 +132,16 @@ pub fn normalize_path(path: &[u8]) -> Result<Vec<u8>> {
     Ok(trimmed.to_vec())
 }
 
+fn check_link_target(path: &[u8], target: &[u8]) -> Result<()> {
+    if target.is_empty() || target.contains(&0) || target.len() > MAX_PATH_LEN {
+        return Err(Error::invalid(
+            format!("cpio symlink {}", show(path)),
+            format!("target {} is empty, too long or contains NUL", show(target)),
+        ));
+    }
+    Ok(())
+}
+
 fn check_mode(path: &[u8], mode: u32) -> Result<()> {
     if mode > 0o7777 {
         return Err(Error::invalid(
@@ -147,6 +177,32 @@ impl Archive {
         self.insert(path.as_ref(), mode, EntryKind::Directory)
     }
 
+    /// Adds any entry with an owner. A symlink's target and a hard link's target are checked as
+    /// [`Archive::add_symlink`] and [`normalize_path`] check them.
+    pub fn add_owned(
+        &mut self,
+        path: impl AsRef<[u8]>,
+        mode: u32,
+        owner: Owner,
+        kind: EntryKind,
+    ) -> Result<()> {
+        let path = path.as_ref();
+        let kind = match kind {
+            EntryKind::Symlink(target) => {
+                check_link_target(path, &target)?;
+                EntryKind::Symlink(target)
+            }
+            EntryKind::HardLink(target) => EntryKind::HardLink(normalize_path(&target)?),
+            other => other,
+        };
+        self.insert(path, mode, kind)?;
+        let key = normalize_path(path)?;
+        if let Some(node) = self.entries.get_mut(&key) {
+            node.owner = owner;
+        }
+        Ok(())
+    }
+
     /// Adds a regular file.
     pub fn add_file(&mut self, path: impl AsRef<[u8]>, mode: u32, contents: Blob) -> Result<()> {
         self.insert(path.as_ref(), mode, EntryKind::File(contents))
@@ -161,12 +217,7 @@ impl Archive {
     ) -> Result<()> {
         let target = target.as_ref();
         let path = path.as_ref();
-        if target.is_empty() || target.contains(&0) || target.len() > MAX_PATH_LEN {
-            return Err(Error::invalid(
-                format!("cpio symlink {}", show(path)),
-                format!("target {} is empty, too long or contains NUL", show(target)),
-            ));
-        }
+        check_link_target(path, target)?;
         self.insert(path, mode, EntryKind::Symlink(target.to_vec()))
     }
 
@@ -207,6 +258,7 @@ impl Archive {
                         parent,
                         Node {
                             mode: 0o755,
+                            owner: Owner::default(),
                             kind: EntryKind::Directory,
                             implicit: true,
                         },
@@ -230,6 +282,7 @@ impl Archive {
                     path,
                     Node {
                         mode,
+                        owner: Owner::default(),
                         kind,
                         implicit: false,
                     },
@@ -237,6 +290,41 @@ impl Archive {
                 Ok(())
             }
         }
+    }
+
+    /// Hard-link groups: for every regular file that hard links point at, its path and the
+    /// number of names it has; and for every hard link, the file it names.
+    fn link_groups(&self) -> Result<LinkGroups<'_>> {
+        let mut names: BTreeMap<&[u8], u32> = BTreeMap::new();
+        let mut targets = BTreeMap::new();
+        for (path, node) in &self.entries {
+            if let EntryKind::HardLink(target) = &node.kind {
+                let file = match self.entries.get(target) {
+                    Some(
+                        file @ Node {
+                            kind: EntryKind::File(_),
+                            ..
+                        },
+                    ) => file,
+                    Some(_) => {
+                        return Err(Error::invalid(
+                            format!("cpio hard link {}", show(path)),
+                            format!("its target {} is not a regular file", show(target)),
+                        ))
+                    }
+                    None => {
+                        return Err(Error::invalid(
+                            format!("cpio hard link {}", show(path)),
+                            format!("its target {} is not in the archive", show(target)),
+                        ))
+                    }
+                };
+                let count = names.entry(target.as_slice()).or_insert(1);
+                *count = count.saturating_add(1);
+                targets.insert(path.as_slice(), file);
+            }
+        }
+        Ok((names, targets))
     }
 
     /// Writes the archive; returns the number of bytes written.
@@ -248,11 +336,36 @@ impl Archive {
             written = written.saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
             Ok(())
         };
+        let (link_counts, link_targets) = self.link_groups()?;
+        // The inode of each hard-linked file, once its first name is written; whether its data
+        // has been written.
+        let mut group_ino: BTreeMap<&[u8], (u32, bool)> = BTreeMap::new();
         let mut ino: u32 = 0;
         for (path, node) in &self.entries {
-            ino = ino
-                .checked_add(1)
-                .ok_or_else(|| Error::unsupported("cpio archive", "more than 2^32 entries"))?;
+            // A hard link is written as its target: same mode, owner and data.
+            let (group, node) = match &node.kind {
+                EntryKind::HardLink(target) => (
+                    Some(target.as_slice()),
+                    link_targets.get(path.as_slice()).copied().unwrap_or(node),
+                ),
+                _ if link_counts.contains_key(path.as_slice()) => (Some(path.as_slice()), node),
+                _ => (None, node),
+            };
+            let (this_ino, carries_data) = match group {
+                Some(g) => match group_ino.get_mut(g) {
+                    Some((i, done)) => (*i, !std::mem::replace(done, true)),
+                    None => {
+                        ino = next_ino(ino)?;
+                        group_ino.insert(g, (ino, true));
+                        (ino, true)
+                    }
+                },
+                None => {
+                    ino = next_ino(ino)?;
+                    (ino, true)
+                }
+            };
+            let links = group.and_then(|g| link_counts.get(g)).copied().unwrap_or(1);
             let (type_bits, nlink, size, rdev) = match &node.kind {
                 EntryKind::Directory => (S_IFDIR, 2, 0, (0, 0)),
                 EntryKind::File(blob) => {
@@ -263,7 +376,7 @@ impl Archive {
                             format!("{len} bytes; newc cannot hold 4 GiB or more"),
                         )
                     })?;
-                    (S_IFREG, 1, size, (0, 0))
+                    (S_IFREG, links, if carries_data { size } else { 0 }, (0, 0))
                 }
                 EntryKind::Symlink(target) => (
                     S_IFLNK,
@@ -272,10 +385,14 @@ impl Archive {
                     (0, 0),
                 ),
                 EntryKind::CharDevice { major, minor } => (S_IFCHR, 1, 0, (*major, *minor)),
+                // Resolved to its target above; a link to a link was refused by link_groups.
+                EntryKind::HardLink(_) => (S_IFREG, links, 0, (0, 0)),
             };
             let header = Header {
-                ino,
+                ino: this_ino,
                 mode: type_bits | node.mode,
+                uid: node.owner.uid,
+                gid: node.owner.gid,
                 nlink,
                 mtime: self.mtime,
                 filesize: size,
@@ -284,17 +401,19 @@ impl Archive {
             };
             emit(&header.encode(path)?)?;
             match &node.kind {
-                EntryKind::File(blob) => {
+                EntryKind::File(blob) if size > 0 => {
                     blob.stream(u64::from(size), &mut emit)?;
                 }
                 EntryKind::Symlink(target) => emit(target)?,
-                EntryKind::Directory | EntryKind::CharDevice { .. } => {}
+                _ => {}
             }
             emit(padding(u64::from(size)))?;
         }
         let trailer = Header {
             ino: 0,
             mode: 0,
+            uid: 0,
+            gid: 0,
             nlink: 1,
             mtime: 0,
             filesize: 0,
@@ -320,9 +439,16 @@ fn padding(len: u64) -> &'static [u8] {
     ZEROS.get(..n).unwrap_or(&[])
 }
 
+fn next_ino(ino: u32) -> Result<u32> {
+    ino.checked_add(1)
+        .ok_or_else(|| Error::unsupported("cpio archive", "more than 2^32 entries"))
+}
+
 struct Header {
     ino: u32,
     mode: u32,
+    uid: u32,
+    gid: u32,
     nlink: u32,
     mtime: u32,
     filesize: u32,
@@ -338,8 +464,8 @@ impl Header {
         let fields = [
             self.ino,
             self.mode,
-            0, // uid
-            0, // gid
+            self.uid,
+            self.gid,
             self.nlink,
             self.mtime,
             self.filesize,

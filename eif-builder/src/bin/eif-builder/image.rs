@@ -1,4 +1,5 @@
-//! The image commands: `build` an EIF, `describe` one, make a `cpio` ramdisk.
+//! The image commands: an `image` from a manifest, `build` an EIF from parts, `describe` one,
+//! make a `cpio` ramdisk.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -46,6 +47,45 @@ pub(crate) struct BuildArgs {
     signing_certificate: Option<PathBuf>,
     /// PEM private key matching --signing-certificate (PKCS#8 "PRIVATE KEY" or SEC1 "EC PRIVATE
     /// KEY", unencrypted).
+    #[arg(long, value_name = "PEM", requires = "signing_certificate")]
+    private_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageArgs {
+    /// The manifest (see `eif-builder image --help` for its keys).
+    #[arg(value_name = "enclave.toml")]
+    manifest: PathBuf,
+    /// Directory for enclave.eif, measurements.json, bootstrap.cpio and app.cpio (created if
+    /// missing).
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    out: PathBuf,
+    /// Kernel image when the manifest has no [kernel] path (e.g. AWS's
+    /// /usr/share/nitro_enclaves/blobs/bzImage).
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// init (PID 1, a static executable) when the manifest has no [kernel] init: ours is built
+    /// by `cargo xtask eif`.
+    #[arg(long, value_name = "FILE")]
+    init: Option<PathBuf>,
+    /// Kernel command line when the manifest has no [kernel] cmdline.
+    #[arg(long, value_name = "STR", allow_hyphen_values = true)]
+    cmdline: Option<String>,
+    /// A kernel module for the bootstrap ramdisk when the manifest has no [kernel] modules;
+    /// repeatable.
+    #[arg(long = "kernel-module", value_name = "FILE.ko")]
+    modules: Vec<PathBuf>,
+    /// Define a ${NAME} for the manifest's paths; repeatable.
+    #[arg(long = "define", value_name = "NAME=VALUE")]
+    defines: Vec<String>,
+    /// Build time recorded in the metadata, RFC 3339 [default: SOURCE_DATE_EPOCH, else
+    /// 1970-01-01T00:00:00+00:00].
+    #[arg(long, value_name = "RFC3339")]
+    build_time: Option<String>,
+    /// PEM certificate to sign the image with (PCR8) when the manifest has no [signing].
+    #[arg(long, value_name = "PEM", requires = "private_key")]
+    signing_certificate: Option<PathBuf>,
+    /// PEM private key matching --signing-certificate.
     #[arg(long, value_name = "PEM", requires = "signing_certificate")]
     private_key: Option<PathBuf>,
 }
@@ -254,25 +294,58 @@ pub(crate) fn describe(args: DescribeArgs) -> Result<()> {
     print_stdout(&text)
 }
 
-pub(crate) fn cpio(args: CpioArgs) -> Result<()> {
-    let mtime = match args.mtime {
-        Some(m) => m,
-        None => {
-            let epoch = source_date_epoch()?.unwrap_or(0);
-            u32::try_from(epoch).map_err(|_| Error::Invalid {
-                what: format!("SOURCE_DATE_EPOCH={epoch}"),
-                detail: "does not fit a cpio mtime (32 bits); pass --mtime".to_string(),
-            })?
-        }
-    };
-    let mut defines = BTreeMap::new();
-    for define in &args.defines {
+/// SOURCE_DATE_EPOCH as a cpio mtime.
+fn archive_mtime() -> Result<u32> {
+    let epoch = source_date_epoch()?.unwrap_or(0);
+    u32::try_from(epoch).map_err(|_| Error::Invalid {
+        what: format!("SOURCE_DATE_EPOCH={epoch}"),
+        detail: "does not fit a cpio mtime (32 bits); pass --mtime".to_string(),
+    })
+}
+
+/// `--define NAME=VALUE` pairs.
+fn parse_defines(defines: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for define in defines {
         let (name, value) = define.split_once('=').ok_or_else(|| Error::Invalid {
             what: format!("--define {define:?}"),
             detail: "expected NAME=VALUE".to_string(),
         })?;
-        defines.insert(name.to_string(), value.to_string());
+        out.insert(name.to_string(), value.to_string());
     }
+    Ok(out)
+}
+
+pub(crate) fn image(args: ImageArgs) -> Result<()> {
+    use eif_builder::image::{self, manifest, Defaults, Options};
+    let defines = parse_defines(&args.defines)?;
+    let m = manifest::read(&args.manifest, &defines)?;
+    let build_time = match &args.build_time {
+        Some(text) => time::normalize_rfc3339(text)?,
+        None => time::rfc3339_from_unix(source_date_epoch()?.unwrap_or(0))?,
+    };
+    let opts = Options {
+        defaults: Defaults {
+            kernel: args.kernel,
+            init: args.init,
+            cmdline: args.cmdline.map(|c| c.trim().to_string()),
+            modules: args.modules,
+            signing: args.signing_certificate.zip(args.private_key),
+        },
+        mtime: archive_mtime()?,
+        build_time,
+        limits: image::oci::Limits::default(),
+    };
+    let report = image::build(&m, &opts, &args.out)?;
+    print_stdout(&report.summary())
+}
+
+pub(crate) fn cpio(args: CpioArgs) -> Result<()> {
+    let mtime = match args.mtime {
+        Some(m) => m,
+        None => archive_mtime()?,
+    };
+    let defines = parse_defines(&args.defines)?;
     let mut archive = Archive::new(mtime);
     if let Some(dir) = &args.dir {
         tree::add_tree(

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use attestation::{AttestArgs, InspectArgs, Verdict, VerifyArgs};
 use clap::{Parser, Subcommand};
 use eif_builder::{Error, Result};
-use image::{BuildArgs, CpioArgs, DescribeArgs};
+use image::{BuildArgs, CpioArgs, DescribeArgs, ImageArgs};
 
 /// Reproducible AWS Nitro Enclave images: build an EIF, describe one, or make a cpio ramdisk.
 ///
@@ -27,6 +27,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an enclave image from a manifest (enclave.toml): your application on a kernel and
+    /// init, with no Docker anywhere.
+    ///
+    /// The application is `binary` (a static executable, placed at /NAME; a dynamic one only
+    /// with its loader and libraries in [[app.files]]) or `oci` (an OCI layout directory, an
+    /// oci-archive or a `docker save` tarball: every blob's digest checked, layers applied with
+    /// whiteouts, links stored and never followed; its Cmd, else its Entrypoint, and Env taken
+    /// as nitro-cli build-enclave takes them). Keys:
+    ///
+    ///   name, version                EIF metadata
+    ///   [app] binary | oci, tag      the application (exactly one of binary and oci)
+    ///   [app] args = [...]           the whole command, program first (overrides the image's)
+    ///   [app] env = { K = "V" }      added to, or replacing, the image's variables
+    ///   [[app.files]] src, dst, mode files added to the root file system
+    ///   [kernel] path, modules, cmdline, init   the platform (else --kernel, --init, ...)
+    ///   [signing] certificate, key   PCR8
+    ///
+    /// Paths are relative to the manifest; ${NAME} comes from --define. Writes enclave.eif,
+    /// measurements.json, bootstrap.cpio and app.cpio to --out, all checked before any is
+    /// written, and prints the PCRs, the sizes and the smallest --memory for
+    /// `nitro-cli run-enclave`. Anything in /env is measured and readable by whoever holds the
+    /// image: it is not a place for secrets.
+    Image(ImageArgs),
     /// Build an EIF from a kernel, a command line and ramdisks, and print its PCRs.
     ///
     /// The file is byte-identical to what nitro-cli's image library writes for the same inputs
@@ -131,6 +154,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let done = |r: Result<()>| r.map(|()| Verdict::Verified);
     let result = match cli.command {
+        Command::Image(args) => done(image::image(args)),
         Command::Build(args) => done(image::build(args)),
         Command::Describe(args) => done(image::describe(args)),
         Command::Cpio(args) => done(image::cpio(args)),
