@@ -5,7 +5,7 @@
 //! console line and a reboot within seconds.
 
 use crate::check::Outcome;
-use crate::cmd::{err, free_port, output, project_root, Context, Result};
+use crate::cmd::{err, free_port, output, project_root, run, Context, Result};
 use crate::eif::{self, json_string, Image};
 use crate::enclave::{self, Options, Summary, Tools};
 use std::fs;
@@ -39,49 +39,16 @@ fn outcome(name: &str, r: Result) -> Outcome {
 }
 
 /// A port nothing listens on right now.
-/// Builds an image like `image` whose application ramdisk is made from `list` (the text of
-/// an app.list) and, if given, a different `/cmd`.
-fn variant(image: &Image, name: &str, list: &str, cmd: Option<&str>) -> Result<PathBuf> {
-    variant_with(image, name, list, cmd, &image.binaries[1], &[])
-}
-
-/// [`variant`], with another server binary and extra `eif-builder build` arguments.
-fn variant_with(
-    image: &Image,
-    name: &str,
-    list: &str,
-    cmd: Option<&str>,
-    server: &Path,
-    extra: &[std::ffi::OsString],
-) -> Result<PathBuf> {
-    let root = project_root();
+/// Builds an image on `image`'s platform from the manifest text `manifest` (in which
+/// `${ENCLAVE_BIN}` is the directory of the static enclave binaries) in `faults/NAME`, and
+/// returns the directory (enclave.eif, measurements.json).
+fn variant(image: &Image, name: &str, manifest: &str) -> Result<PathBuf> {
     let dir = image.dir.join("faults").join(name);
     fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-    let mut list = list.to_owned();
-    if let Some(cmd) = cmd {
-        fs::write(dir.join("cmd"), cmd).ctx(|| "writing cmd".into())?;
-        list = list.replace("${ROOTFS}/app/cmd", &dir.join("cmd").display().to_string());
-    }
-    fs::write(dir.join("app.list"), &list).ctx(|| "writing app.list".into())?;
-    eif::pack_cpio(
-        &image.tool,
-        &dir.join("app.list"),
-        &dir.join("app.cpio"),
-        &[
-            ("ROOTFS", root.join("rootfs").display().to_string()),
-            ("SERVER", server.display().to_string()),
-        ],
-    )?;
-    let eif = dir.join("enclave.eif");
-    eif::pack_eif(
-        &image.tool,
-        &image.kernel,
-        &eif::cmdline(&root)?,
-        &[image.dir.join("bootstrap.cpio"), dir.join("app.cpio")],
-        &eif,
-        extra,
-    )?;
-    Ok(eif)
+    let file = dir.join("enclave.toml");
+    fs::write(&file, manifest).ctx(|| format!("writing {}", file.display()))?;
+    eif::pack_image(&image.tool, &image.platform, &file, &dir, true)?;
+    Ok(dir)
 }
 
 /// [`boot_once`]: there is no retry. (An emulator NSM stall used to be retried here; the
@@ -144,41 +111,30 @@ fn boot_once(tools: &Tools, image: enclave::Image, dir: &Path, expect: &str) -> 
 /// The three broken images.
 pub fn faults(image: &Image, tools: &Tools) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
-    let app_list = match fs::read_to_string(project_root().join("rootfs/app.list")) {
-        Ok(t) => t,
-        Err(e) => return vec![outcome("reading rootfs/app.list", err(e.to_string()))],
-    };
     let runs = image.dir.join("faults");
 
-    let missing: String = app_list
-        .lines()
-        .filter(|l| !l.contains("/rootfs/server"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    // The application is init itself at /init; the command names a /server the image lacks.
+    let missing = "[app]\nbinary = \"${ENCLAVE_BIN}/init\"\nargs = [\"/server\"]\n";
     outcomes.push(outcome(
         "fault: server binary missing from the image ends in an error line and a reboot",
-        variant(image, "missing-server", &missing, None).and_then(|eif| {
+        variant(image, "missing-server", missing).and_then(|dir| {
             boot_expecting(
                 tools,
-                enclave::Image::Eif(eif),
+                enclave::Image::Eif(dir.join("enclave.eif")),
                 &runs.join("missing-server/run"),
                 "init: error: starting the application: /server: no such executable",
             )
         }),
     ));
 
+    let exits =
+        "[app]\nbinary = \"${ENCLAVE_BIN}/server\"\nargs = [\"/server\", \"--no-such-option\"]\n";
     outcomes.push(outcome(
         "fault: a server that exits at start ends in a status line and a reboot",
-        variant(
-            image,
-            "server-exits",
-            &app_list,
-            Some("/server\n--no-such-option\n"),
-        )
-        .and_then(|eif| {
+        variant(image, "server-exits", exits).and_then(|dir| {
             boot_expecting(
                 tools,
-                enclave::Image::Eif(eif),
+                enclave::Image::Eif(dir.join("enclave.eif")),
                 &runs.join("server-exits/run"),
                 "init: application (pid",
             )
@@ -261,6 +217,118 @@ pub fn serve(image: &Image) -> Vec<Outcome> {
         "boot: stop leaves no process, socket or listener behind",
         stopped,
     ));
+    outcomes
+}
+
+/// An example image: built from its manifest on `image`'s platform, booted in 64 MiB,
+/// asked `path` through host-relay (the body must contain `expect`), then attested against
+/// the measurements its build wrote.
+fn example(image: &Image, name: &str, manifest: &Path, path: &str, expect: &str) -> Vec<Outcome> {
+    let dir = image.dir.join("examples").join(name);
+    let built = fs::create_dir_all(&dir)
+        .ctx(|| format!("creating {}", dir.display()))
+        .and_then(|()| eif::pack_image(&image.tool, &image.platform, manifest, &dir, true));
+    let ok = built.is_ok();
+    let mut outcomes = vec![outcome(
+        &format!(
+            "example {name}: eif-builder image builds {}",
+            manifest.display()
+        ),
+        built,
+    )];
+    if !ok {
+        return outcomes;
+    }
+    let mut opts = Options::new(enclave::Image::Eif(dir.join("enclave.eif")));
+    opts.dir = dir.join("run");
+    opts.memory = "64M".into();
+    let port = match free_port() {
+        Ok(p) => p,
+        Err(e) => return vec![outcome("finding a port", Err(e))],
+    };
+    opts.port = port;
+    let started = enclave::start_detached(&opts, Duration::from_secs(180));
+    let ok = started.is_ok();
+    outcomes.push(outcome(
+        &format!("example {name}: boots in 64 MiB"),
+        started.map(drop),
+    ));
+    if ok {
+        let answered = (|| -> Result {
+            let body = dir.join("answer");
+            let code = curl(port, path, &body)?;
+            let text = fs::read_to_string(&body).unwrap_or_default();
+            if code == "200" && text.contains(expect) {
+                Ok(())
+            } else {
+                err(format!("HTTP {code}: {text:?}"))
+            }
+        })();
+        outcomes.push(outcome(
+            &format!("example {name}: GET {path} through host-relay answers 200 with {expect:?}"),
+            answered,
+        ));
+        let attested = (|| -> Result {
+            match attest(image, port, &dir.join("measurements.json"), true)? {
+                (true, text) if text.contains("\"verified\": true") => Ok(()),
+                (_, text) => err(format!("attest failed: {text}")),
+            }
+        })();
+        outcomes.push(outcome(
+            &format!(
+                "example {name}: eif-builder attest --insecure-emulator verifies it against the \
+                 measurements its build wrote"
+            ),
+            attested,
+        ));
+    }
+    let stopped = enclave::stop(&opts.dir).and_then(|_| nothing_left(&opts.dir, port));
+    outcomes.push(outcome(
+        &format!("example {name}: stop leaves nothing behind"),
+        stopped,
+    ));
+    outcomes
+}
+
+/// The two examples users copy: an application of their own on the server library
+/// (examples/hello), and a container image made with umoci (examples/oci).
+pub fn examples(image: &Image) -> Vec<Outcome> {
+    let root = project_root();
+    let mut outcomes = example(
+        image,
+        "hello",
+        &root.join("examples/hello/enclave.toml"),
+        "/",
+        "hello from the enclave",
+    );
+    let dir = image.dir.join("examples").join("oci");
+    let made = (|| -> Result<PathBuf> {
+        if dir.exists() {
+            fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
+        }
+        fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        run(Command::new(root.join("examples/oci/make-image.sh"))
+            .arg(&image.binaries[1])
+            .arg(dir.join("image"))
+            .stdout(std::process::Stdio::null()))?;
+        let manifest = dir.join("enclave.toml");
+        fs::copy(root.join("examples/oci/enclave.toml"), &manifest)
+            .ctx(|| "copying examples/oci/enclave.toml".into())?;
+        Ok(manifest)
+    })();
+    match made {
+        Ok(manifest) => outcomes.extend(example(
+            image,
+            "oci",
+            &manifest,
+            "/health",
+            "\"status\":\"ok\"",
+        )),
+        Err(e) => outcomes.push(outcome(
+            "example oci: examples/oci/make-image.sh makes the image with umoci",
+            Err(e),
+        )),
+    }
     outcomes
 }
 
@@ -440,7 +508,7 @@ fn attested_pcrs(image: &Image, port: u16) -> Result {
 
 /// The measurements of a build that differs from `image` by one byte of the server.
 fn other_build_measurements(image: &Image) -> Result<PathBuf> {
-    let dir = image.dir.join("faults").join("other-build");
+    let dir = image.dir.join("faults").join("other-build-server");
     fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
     let mut server = fs::read(&image.binaries[1]).ctx(|| "reading the server".into())?;
     let last = server
@@ -449,18 +517,10 @@ fn other_build_measurements(image: &Image) -> Result<PathBuf> {
     *last ^= 1;
     let patched = dir.join("server");
     fs::write(&patched, server).ctx(|| "writing the patched server".into())?;
-    let list = fs::read_to_string(project_root().join("rootfs/app.list"))
-        .ctx(|| "reading rootfs/app.list".into())?;
-    let measurements = dir.join("measurements.json");
-    variant_with(
-        image,
-        "other-build",
-        &list,
-        None,
-        &patched,
-        &["--measurements".into(), measurements.clone().into()],
-    )?;
-    Ok(measurements)
+    let manifest = fs::read_to_string(project_root().join(eif::DEFAULT_MANIFEST))
+        .ctx(|| format!("reading {}", eif::DEFAULT_MANIFEST))?
+        .replace("${ENCLAVE_BIN}/server", &patched.display().to_string());
+    Ok(variant(image, "other-build", &manifest)?.join("measurements.json"))
 }
 
 /// `eif-builder attest` against the running enclave, as a client of the enclave would.

@@ -1,7 +1,7 @@
-//! `cargo xtask eif`: the whole enclave image. Builds init and server as static musl binaries
-//! with reproducible flags, packs the bootstrap ramdisk (init, /dev/console, kernel modules)
-//! and the application ramdisk (/cmd, /env, /rootfs/server) from the lists in `rootfs/`, and
-//! writes `enclave.eif` and `measurements.json` with `eif-builder`.
+//! `cargo xtask eif`: an enclave image from a manifest (`rootfs/enclave.toml`, our server, by
+//! default). Builds init, server and the example application as static musl binaries with
+//! reproducible flags, and our kernel, then hands the manifest to `eif-builder image` with that
+//! platform: the same code a user without our source tree runs.
 
 use crate::cmd::{cargo, err, human, output, project_root, run, Context, Error, Result};
 use crate::{kernel, setup};
@@ -19,6 +19,8 @@ pub const EIF_LIMIT: u64 = 8 * 1024 * 1024;
 pub struct Options {
     /// Output directory (default `target/eif`).
     pub out: Option<PathBuf>,
+    /// The image manifest (default [`DEFAULT_MANIFEST`]).
+    pub manifest: Option<PathBuf>,
     /// A bzImage to use instead of building ours.
     pub kernel: Option<PathBuf>,
     /// Kernel modules to ship in the bootstrap ramdisk (init loads them).
@@ -42,6 +44,8 @@ pub struct Image {
     pub kernel: PathBuf,
     /// The eif-builder that made it.
     pub tool: PathBuf,
+    /// What it was built on.
+    pub platform: Platform,
 }
 
 /// The SOURCE_DATE_EPOCH every timestamp in the image is taken from (0 unless set).
@@ -55,7 +59,7 @@ fn source_date_epoch() -> Result<String> {
     }
 }
 
-/// Builds init and server for the enclave and returns their paths.
+/// Builds init, server and hello-enclave for the enclave and returns their paths, in that order.
 pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
     let target_dir = target_dir(root);
     let cargo_home = std::env::var_os("CARGO_HOME")
@@ -87,7 +91,7 @@ pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
             "--target",
             setup::MUSL_TARGET,
         ])
-        .args(["-p", "init", "-p", "server"])
+        .args(["-p", "init", "-p", "server", "-p", "hello-enclave"])
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .env("CFLAGS_x86_64_unknown_linux_musl", cflags.join(" "))
         .env("SOURCE_DATE_EPOCH", source_date_epoch()?)
@@ -100,7 +104,11 @@ pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
         .env_remove("RUSTFLAGS");
     run(&mut c)?;
     let dir = target_dir.join(setup::MUSL_TARGET).join("enclave");
-    Ok(vec![dir.join("init"), dir.join("server")])
+    Ok(vec![
+        dir.join("init"),
+        dir.join("server"),
+        dir.join("hello-enclave"),
+    ])
 }
 
 /// aws-lc-sys's switch for its CPU-jitter entropy source, for the enclave target.
@@ -135,10 +143,76 @@ pub fn check_static(binary: &Path) -> Result {
     }
 }
 
+/// The platform an image is built on: what `eif-builder image` takes where a manifest is
+/// silent, and where the manifests' `${ENCLAVE_BIN}` points.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    /// The kernel image.
+    pub kernel: PathBuf,
+    /// Our init.
+    pub init: PathBuf,
+    /// The kernel command line (`rootfs/cmdline`).
+    pub cmdline: String,
+    /// Kernel modules for the bootstrap ramdisk.
+    pub modules: Vec<PathBuf>,
+    /// PCR8 signing certificate and key.
+    pub signing: Option<(PathBuf, PathBuf)>,
+    /// The directory of the static enclave binaries (`${ENCLAVE_BIN}` in a manifest).
+    pub bin_dir: PathBuf,
+}
+
+/// The default image's manifest, relative to the project root.
+pub const DEFAULT_MANIFEST: &str = "rootfs/enclave.toml";
+
+/// `eif-builder image MANIFEST --out OUT` on `platform`, with SOURCE_DATE_EPOCH from the
+/// environment (0 by default). Its report goes to our stdout unless `quiet`.
+pub fn pack_image(
+    tool: &Path,
+    platform: &Platform,
+    manifest: &Path,
+    out: &Path,
+    quiet: bool,
+) -> Result {
+    let mut c = Command::new(tool);
+    c.arg("image")
+        .arg(manifest)
+        .arg("--out")
+        .arg(out)
+        .arg("--kernel")
+        .arg(&platform.kernel)
+        .arg("--init")
+        .arg(&platform.init)
+        .arg("--cmdline")
+        .arg(&platform.cmdline)
+        .arg("--define")
+        .arg(format!("ENCLAVE_BIN={}", platform.bin_dir.display()));
+    for m in &platform.modules {
+        c.arg("--kernel-module").arg(m);
+    }
+    if let Some((cert, key)) = &platform.signing {
+        c.arg("--signing-certificate")
+            .arg(cert)
+            .arg("--private-key")
+            .arg(key);
+    }
+    c.env("SOURCE_DATE_EPOCH", source_date_epoch()?);
+    if quiet {
+        c.stdout(std::process::Stdio::null());
+    }
+    run(&mut c)
+}
+
 /// Runs the whole image build.
 pub fn build(opts: &Options) -> Result<Image> {
     let root = project_root();
     setup::all()?;
+    let manifest = opts
+        .manifest
+        .clone()
+        .unwrap_or_else(|| root.join(DEFAULT_MANIFEST));
+    if !manifest.is_file() {
+        return err(format!("--manifest {}: no such file", manifest.display()));
+    }
     let out = opts
         .out
         .clone()
@@ -158,80 +232,27 @@ pub fn build(opts: &Options) -> Result<Image> {
         Some(k) => return err(format!("--kernel {}: no such file", k.display())),
         None => kernel::build()?.image,
     };
-    let rootfs = root.join("rootfs");
-
-    // The bootstrap list, plus one line per kernel module, is written next to the image so
-    // that what went into the ramdisk can be read without rerunning the build.
-    let mut bootstrap = fs::read_to_string(rootfs.join("bootstrap.list"))
-        .ctx(|| "reading rootfs/bootstrap.list".to_string())?;
-    for (i, m) in opts.modules.iter().enumerate() {
-        let name = m
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| n.ends_with(".ko") && !n.contains(char::is_whitespace))
-            .ok_or_else(|| {
-                Error(format!(
-                    "--kernel-module {}: expected a NAME.ko file",
-                    m.display()
-                ))
-            })?;
+    for m in &opts.modules {
         if !m.is_file() {
             return err(format!("--kernel-module {}: no such file", m.display()));
         }
-        bootstrap.push_str(&format!("file /{name} ${{MODULE{i}}} 0644\n"));
     }
-    fs::write(out.join("bootstrap.list"), &bootstrap)
-        .ctx(|| "writing bootstrap.list".to_string())?;
-    fs::copy(rootfs.join("app.list"), out.join("app.list"))
-        .ctx(|| "copying app.list".to_string())?;
-
-    let mut defines = vec![
-        ("ROOTFS", rootfs.display().to_string()),
-        ("INIT", binaries[0].display().to_string()),
-        ("SERVER", binaries[1].display().to_string()),
-    ];
-    let module_names: Vec<String> = (0..opts.modules.len())
-        .map(|i| format!("MODULE{i}"))
-        .collect();
-    for (name, m) in module_names.iter().zip(&opts.modules) {
-        defines.push((name.as_str(), m.display().to_string()));
-    }
-    for name in ["bootstrap", "app"] {
-        pack_cpio(
-            &tool,
-            &out.join(format!("{name}.list")),
-            &out.join(format!("{name}.cpio")),
-            &defines,
-        )?;
-    }
+    let platform = Platform {
+        kernel: kernel.clone(),
+        init: binaries[0].clone(),
+        cmdline: cmdline(&root)?,
+        modules: opts.modules.clone(),
+        signing: opts.signing.clone(),
+        bin_dir: binaries[0]
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+    println!();
+    pack_image(&tool, &platform, &manifest, &out, false)?;
 
     let eif = out.join("enclave.eif");
     let measurements = out.join("measurements.json");
-    let mut extra: Vec<std::ffi::OsString> = vec![
-        "--measurements".into(),
-        measurements.clone().into(),
-        "--name".into(),
-        "enclave-https".into(),
-        "--version".into(),
-        env!("CARGO_PKG_VERSION").into(),
-    ];
-    if let Some((cert, key)) = &opts.signing {
-        extra.extend([
-            "--signing-certificate".into(),
-            cert.clone().into(),
-            "--private-key".into(),
-            key.clone().into(),
-        ]);
-    }
-    pack_eif(
-        &tool,
-        &kernel,
-        &cmdline(&root)?,
-        &[out.join("bootstrap.cpio"), out.join("app.cpio")],
-        &eif,
-        &extra,
-    )?;
-
     let size = |p: &Path| {
         fs::metadata(p)
             .map(|m| m.len())
@@ -239,28 +260,15 @@ pub fn build(opts: &Options) -> Result<Image> {
     };
     let app = size(&out.join("app.cpio"))?;
     let whole = size(&eif)?;
-    let json = fs::read_to_string(&measurements).ctx(|| "reading measurements.json".to_string())?;
-    println!();
-    println!("enclave image   {}", eif.display());
-    println!("measurements    {}", measurements.display());
-    for pcr in ["PCR0", "PCR1", "PCR2", "PCR8"] {
-        if let Some(v) = json_string(&json, pcr) {
-            println!("{pcr}            {v}");
-        }
-    }
-    let env = fs::read_to_string(rootfs.join("app/env")).unwrap_or_default();
-    for w in env_warnings(&env) {
-        println!("{w}");
-    }
     let verdict = |n: u64, limit: u64| if n <= limit { "within" } else { "OVER" };
     println!(
-        "app ramdisk     {} ({app} bytes; {} the {} budget)",
+        "app ramdisk     {} ({app} bytes; {} the {} budget of the default image)",
         human(app),
         verdict(app, APP_RAMDISK_LIMIT),
         human(APP_RAMDISK_LIMIT)
     );
     println!(
-        "whole image     {} ({whole} bytes; {} the {} budget)",
+        "whole image     {} ({whole} bytes; {} the {} budget of the default image)",
         human(whole),
         verdict(whole, EIF_LIMIT),
         human(EIF_LIMIT)
@@ -272,6 +280,7 @@ pub fn build(opts: &Options) -> Result<Image> {
         binaries,
         kernel,
         tool,
+        platform,
     })
 }
 
@@ -360,40 +369,9 @@ pub fn json_bool(json: &str, key: &str) -> Option<bool> {
     }
 }
 
-/// Variables that, set in an image's `/env`, look like a secret but are not one: the file is
-/// measured into PCR2 and readable by whoever holds the EIF, the parent instance included.
-const NOT_SECRET_IN_AN_IMAGE: &[(&str, &str)] = &[(
-    "ENCLAVE_KEY_BASE64",
-    "it keeps the enclave key across restarts, but anyone who holds the EIF (the parent \
-     instance included) can read it: it is not a secret. A key only the measured enclave can \
-     read comes from AWS KMS with attestation.",
-)];
-
-/// Warnings for an image's `/env` text: one per variable of [`NOT_SECRET_IN_AN_IMAGE`] it sets.
-pub fn env_warnings(env: &str) -> Vec<String> {
-    env.lines()
-        .filter_map(|l| l.split_once('='))
-        .filter_map(|(name, _)| NOT_SECRET_IN_AN_IMAGE.iter().find(|(n, _)| *n == name))
-        .map(|(name, why)| format!("warning: /env sets {name}: {why}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_key_in_the_image_env_is_called_what_it_is() {
-        assert!(env_warnings("PATH=/\n").is_empty());
-        let w = env_warnings("PATH=/\nENCLAVE_KEY_BASE64=AAAA\n");
-        assert_eq!(w.len(), 1);
-        assert!(
-            w[0].starts_with("warning: /env sets ENCLAVE_KEY_BASE64: "),
-            "{}",
-            w[0]
-        );
-        assert!(w[0].contains("it is not a secret"));
-    }
 
     #[test]
     fn json_members_are_found() {

@@ -20,11 +20,15 @@ use std::path::PathBuf;
 const TASKS: &[(&str, &str, &str)] = &[
     (
         "eif",
-        "[--out DIR] [--kernel BZIMAGE] [--kernel-module FILE.ko]... \
+        "[--manifest enclave.toml] [--out DIR] [--kernel BZIMAGE] [--kernel-module FILE.ko]... \
          [--signing-certificate CERT.pem --private-key KEY.pem]",
-        "Build the enclave image: static init and server, both ramdisks, the kernel (unless \
-         --kernel is given), DIR/enclave.eif and DIR/measurements.json (DIR defaults to \
-         target/eif). Installs what is missing first (musl target, Debian packages).",
+        "Build an enclave image from a manifest (default rootfs/enclave.toml: our server; \
+         examples/hello/enclave.toml is an application of your own) with `eif-builder image`: \
+         builds the static enclave binaries (init, server, hello-enclave; a manifest names \
+         their directory as ${ENCLAVE_BIN}) and the kernel (unless --kernel is given), writes \
+         DIR/enclave.eif, DIR/measurements.json and both ramdisks (DIR defaults to target/eif) \
+         and prints the PCRs, the sizes and the smallest --memory. Installs what is missing \
+         first (musl target, Debian packages).",
     ),
     (
         "kernel",
@@ -212,6 +216,7 @@ fn eif_options(rest: &[String]) -> Result<eif::Options> {
         };
         match a.as_str() {
             "--out" => o.out = Some(value("--out")?),
+            "--manifest" => o.manifest = Some(value("--manifest")?),
             "--kernel" => o.kernel = Some(value("--kernel")?),
             "--kernel-module" => o.modules.push(value("--kernel-module")?),
             "--signing-certificate" => cert = Some(value("--signing-certificate")?),
@@ -340,6 +345,7 @@ fn bench_task(rest: &[String]) -> Result {
 fn boot_tests(image: &eif::Image) -> Result {
     let tools = enclave::tools()?;
     let mut outcomes = boot_tests::serve(image);
+    outcomes.extend(boot_tests::examples(image));
     outcomes.extend(boot_tests::faults(image, &tools));
     check::report("boot tests", &outcomes)
 }

@@ -40,6 +40,11 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "openssl",
         "tests: openssl s_client against the server (TLS 1.2, 1.3, ALPN)",
     ),
+    (
+        "umoci",
+        "tests: makes the container image the OCI import is tested with, and unpacks it for \
+         the golden comparison",
+    ),
 ];
 
 /// Adds the musl target to the toolchain in use (rustup does not do it by itself for an

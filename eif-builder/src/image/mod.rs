@@ -95,6 +95,9 @@ impl Report {
             self.measurements_file.display()
         );
         for (name, value) in self.measurements.to_map() {
+            if !name.starts_with("PCR") {
+                continue;
+            }
             s.push_str(&format!("{name:<16}{value}\n"));
         }
         let (whole, boot, app) = self.sizes;

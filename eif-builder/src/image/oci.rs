@@ -692,7 +692,8 @@ fn apply_layer(
         left: budget.max.saturating_sub(budget.used),
         _budget: std::marker::PhantomData,
     };
-    let members = read_members(&mut tally, what)?;
+    let left = tally.left;
+    let members = read_members(&mut tally, left, what)?;
     // The tar's end-of-archive blocks count in the digest.
     io::copy(&mut tally, &mut io::sink())
         .map_err(|e| Error::malformed(what.to_string(), format!("truncated or corrupt: {e}")))?;
@@ -733,7 +734,8 @@ fn apply_layer(
     Ok(())
 }
 
-fn read_members<R: Read>(reader: R, what: &str) -> Result<Vec<Member>> {
+/// Every entry of a layer, checked; `left` is what the size limit still allows.
+fn read_members<R: Read>(reader: R, left: u64, what: &str) -> Result<Vec<Member>> {
     let mut archive = tar::Archive::new(reader);
     let corrupt =
         |e: io::Error| Error::malformed(what.to_string(), format!("truncated or corrupt: {e}"));
@@ -792,8 +794,15 @@ fn read_members<R: Read>(reader: R, what: &str) -> Result<Vec<Member>> {
             MemberKind::Dir
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
             let size = entry.size();
+            if size > left {
+                return Err(refuse(format!(
+                    "declares {size} bytes, beyond what the image's size limit leaves ({left})"
+                )));
+            }
             let mut data = Vec::with_capacity(usize::try_from(size.min(1 << 20)).unwrap_or(0));
-            entry.read_to_end(&mut data).map_err(corrupt)?;
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| refuse(format!("truncated or corrupt: {e}")))?;
             MemberKind::File(data)
         } else if kind.is_symlink() {
             let target = entry

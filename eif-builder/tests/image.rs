@@ -1,0 +1,733 @@
+//! `eif-builder image`, the real binary: images from a static binary and from container images
+//! (made by Debian's umoci, an independent implementation, and compared with what `umoci
+//! unpack` makes of them), the same bytes from any directory and any archive form, and hostile
+//! archives refused with one line naming the entry and nothing written.
+
+#![allow(
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate holds nothing but tests"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use eif_builder::cpio::reader::read_cpio;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_eif-builder");
+
+/// A static x86_64 executable as far as the builder can tell: an ELF header and one PT_LOAD.
+fn static_elf(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 2; // 64-bit
+    f[5] = 1; // little endian
+    f[6] = 1;
+    f[0x10..0x12].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[0x12..0x14].copy_from_slice(&62u16.to_le_bytes()); // x86_64
+    f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    f[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+    f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    f[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    let total = 64 + 56 + payload.len() as u64;
+    let mut ph = vec![0u8; 56];
+    ph[..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    ph[16..24].copy_from_slice(&0x40_0000u64.to_le_bytes());
+    ph[32..40].copy_from_slice(&total.to_le_bytes());
+    ph[40..48].copy_from_slice(&total.to_le_bytes());
+    f.extend_from_slice(&ph);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A scratch directory with a fake kernel and a static init.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bzImage"), fake_kernel(8192, "6.12.117")).unwrap();
+        write_exe(&dir.path().join("init"), &static_elf(b"init"));
+        Scratch { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `eif-builder image MANIFEST --out OUT` on the fake platform.
+    fn image(&self, manifest: &Path, out: &Path) -> Output {
+        Command::new(BIN)
+            .arg("image")
+            .arg(manifest)
+            .arg("--out")
+            .arg(out)
+            .arg("--kernel")
+            .arg(self.path("bzImage"))
+            .arg("--init")
+            .arg(self.path("init"))
+            .args(["--cmdline", "console=ttyS0"])
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    }
+
+    /// Writes `manifest` beside its inputs and builds it into `out`, which must succeed.
+    fn build(&self, manifest_at: &Path, text: &str, out: &Path) -> String {
+        std::fs::write(manifest_at, text).unwrap();
+        let o = self.image(manifest_at, out);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+fn write_exe(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The entries of `out/app.cpio` under `rootfs/`, and `/cmd` and `/env`.
+struct AppRamdisk {
+    bytes: Vec<u8>,
+}
+
+impl AppRamdisk {
+    fn read(out: &Path) -> AppRamdisk {
+        AppRamdisk {
+            bytes: std::fs::read(out.join("app.cpio")).unwrap(),
+        }
+    }
+
+    fn file(&self, name: &str) -> String {
+        let entries = read_cpio(&self.bytes).unwrap();
+        let e = entries.iter().find(|e| e.name == name.as_bytes()).unwrap();
+        String::from_utf8_lossy(e.data).into_owned()
+    }
+
+    /// `path -> (type, permission bits, link target or size)` for everything under rootfs/;
+    /// a hard link's size is its file's.
+    fn listing(&self) -> BTreeMap<String, (char, u32, String)> {
+        let entries = read_cpio(&self.bytes).unwrap();
+        let mut size_of_ino: BTreeMap<u32, usize> = BTreeMap::new();
+        for e in &entries {
+            let s = size_of_ino.entry(e.ino).or_default();
+            *s = (*s).max(e.data.len());
+        }
+        let mut out = BTreeMap::new();
+        for e in &entries {
+            let Some(path) = e.name.strip_prefix(b"rootfs/") else {
+                continue;
+            };
+            let path = String::from_utf8(path.to_vec()).unwrap();
+            let perm = e.mode & 0o7777;
+            let entry = match e.mode & 0o170000 {
+                0o040000 => ('d', perm, String::new()),
+                0o100000 => ('f', perm, size_of_ino[&e.ino].to_string()),
+                0o120000 => ('l', perm, String::from_utf8_lossy(e.data).into_owned()),
+                other => panic!("{path}: unexpected type {other:o}"),
+            };
+            out.insert(path, entry);
+        }
+        out
+    }
+}
+
+/// The same listing of a directory tree on disk (links not followed).
+fn listing_of_dir(root: &Path) -> BTreeMap<String, (char, u32, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (char, u32, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let perm = meta.mode() & 0o7777;
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                out.insert(rel, ('d', perm, String::new()));
+                walk(root, &path, out);
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.insert(rel, ('l', 0o777, target.to_string_lossy().into_owned()));
+            } else {
+                out.insert(rel, ('f', perm, meta.len().to_string()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn umoci() -> &'static str {
+    let found = Command::new("umoci").arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "umoci is missing: these tests compare the import with Debian's umoci \
+         (apt-get install umoci; `cargo xtask setup` installs it)"
+    );
+    "umoci"
+}
+
+fn make_image_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/oci/make-image.sh")
+}
+
+/// examples/oci/make-image.sh on a fake static server: an OCI layout at `dir`, tag "app".
+fn umoci_image(dir: &Path, server: &Path) {
+    umoci();
+    let o = Command::new(make_image_script())
+        .arg(server)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "make-image.sh: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_static_binary_with_files_becomes_nitro_clis_layout() {
+    let s = Scratch::new();
+    write_exe(&s.path("my-service"), &static_elf(b"service"));
+    std::fs::write(s.path("app.toml"), "port = 443\n").unwrap();
+    let out = s.path("out");
+    let report = s.build(
+        &s.path("enclave.toml"),
+        r#"
+name = "my-service"
+version = "1.2.3"
+[app]
+binary = "my-service"
+args = ["/my-service", "--config", "/etc/my-service/app.toml"]
+env = { RUST_LOG = "info", API_TOKEN = "visible" }
+[[app.files]]
+src = "app.toml"
+dst = "/etc/my-service/app.toml"
+mode = 0o600
+"#,
+        &out,
+    );
+    for name in [
+        "enclave.eif",
+        "measurements.json",
+        "bootstrap.cpio",
+        "app.cpio",
+    ] {
+        assert!(out.join(name).is_file(), "{name} missing");
+    }
+    let app = AppRamdisk::read(&out);
+    assert_eq!(
+        app.file("cmd"),
+        "/my-service\n--config\n/etc/my-service/app.toml\n"
+    );
+    assert_eq!(app.file("env"), "API_TOKEN=visible\nRUST_LOG=info\n");
+    let list = app.listing();
+    assert_eq!(list["my-service"], ('f', 0o755, "127".to_string()));
+    assert_eq!(list["etc/my-service/app.toml"], ('f', 0o600, "11".into()));
+    assert_eq!(list["etc"], ('d', 0o755, String::new()));
+    for (dir, mode) in [
+        ("dev", 0o755),
+        ("proc", 0o555),
+        ("run", 0o755),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+    ] {
+        assert_eq!(list[dir], ('d', mode, String::new()), "{dir}");
+    }
+    // What the user needs next.
+    let pcr0 = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(out.join("measurements.json")).unwrap(),
+    )
+    .unwrap()["Measurements"]["PCR0"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        report.contains(&format!("PCR0            {pcr0}")),
+        "{report}"
+    );
+    assert!(
+        report.contains("PCR1 ") && report.contains("PCR2 "),
+        "{report}"
+    );
+    assert!(report.contains("--memory 64 "), "{report}");
+    assert!(
+        report.contains("note: API_TOKEN is stored in /env: it is measured into PCR2 and readable by whoever holds the EIF, so it is not a secret"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_dynamic_binary_is_refused_naming_its_loader_and_libraries_until_they_are_shipped() {
+    // A real dynamically linked executable of this machine.
+    let dynamic = Path::new("/bin/true");
+    let s = Scratch::new();
+    let manifest = s.path("enclave.toml");
+    std::fs::write(&manifest, "[app]\nbinary = \"/bin/true\"\n").unwrap();
+    let out = s.path("out");
+    let o = s.image(&manifest, &out);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("[app] binary /bin/true: is dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2; libraries libc.so.6)"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // Shipping the loader and libc makes it acceptable.
+    let loader = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").unwrap();
+    let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+    assert!(dynamic.is_file());
+    s.build(
+        &manifest,
+        &format!(
+            "[app]\nbinary = \"/bin/true\"\n\
+             [[app.files]]\nsrc = {loader:?}\ndst = \"/lib64/ld-linux-x86-64.so.2\"\nmode = 0o755\n\
+             [[app.files]]\nsrc = {libc:?}\ndst = \"/lib/x86_64-linux-gnu/libc.so.6\"\nmode = 0o755\n"
+        ),
+        &out,
+    );
+    assert_eq!(AppRamdisk::read(&out).file("cmd"), "/true\n");
+}
+
+#[test]
+fn an_umoci_image_imports_as_umoci_unpacks_it() {
+    let s = Scratch::new();
+    write_exe(&s.path("server"), &static_elf(b"a static server"));
+    let layout = s.path("image");
+    umoci_image(&layout, &s.path("server"));
+    let out = s.path("out");
+    s.build(
+        &s.path("enclave.toml"),
+        "[app]\noci = \"image\"\ntag = \"app\"\n",
+        &out,
+    );
+    let app = AppRamdisk::read(&out);
+    assert_eq!(app.file("cmd"), "/usr/local/bin/app\n");
+    assert_eq!(app.file("env"), "PATH=/usr/local/bin:/usr/bin:/bin\n");
+
+    let bundle = s.path("bundle");
+    let o = Command::new(umoci())
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:app", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = listing_of_dir(&bundle.join("rootfs"));
+    let mut got = app.listing();
+    // The mount points init needs are added when the image lacks them.
+    for dir in ["dev", "proc", "run", "sys", "tmp"] {
+        if !want.contains_key(dir) {
+            assert!(got.remove(dir).is_some(), "mount point {dir} missing");
+        }
+    }
+    assert_eq!(got, want);
+    // What the example is about: the whiteout removed the log, the links are links.
+    assert!(!got.contains_key("var/cache/app/build.log"));
+    assert_eq!(got["usr/local/bin/app"].2, "../../../opt/app/server");
+    let entries = read_cpio(&app.bytes).unwrap();
+    let ino = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.name == name.as_bytes())
+            .map(|e| (e.ino, e.nlink))
+            .unwrap()
+    };
+    assert_eq!(
+        ino("rootfs/opt/app/server"),
+        ino("rootfs/opt/app/server.hardlink")
+    );
+    assert_eq!(ino("rootfs/opt/app/server").1, 2);
+}
+
+/// A tar of `dir`'s contents (an `oci-archive`).
+fn tar_of_dir(dir: &Path, out: &Path) {
+    let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
+    b.append_dir_all(".", dir).unwrap();
+    b.finish().unwrap();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A `docker save` tarball (the layout Docker 25 writes: blobs named by digest plus a
+/// manifest.json) of the image in an OCI layout.
+fn docker_save_of_layout(layout: &Path, out: &Path) {
+    let read = |rel: &str| std::fs::read(layout.join(rel)).unwrap();
+    let index: Value = serde_json::from_slice(&read("index.json")).unwrap();
+    let blob = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let manifest: Value = serde_json::from_slice(&read(&blob(
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    )))
+    .unwrap();
+    let config = blob(manifest["config"]["digest"].as_str().unwrap());
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| blob(l["digest"].as_str().unwrap()))
+        .collect();
+    let docker = json!([{ "Config": config, "RepoTags": ["app:latest"], "Layers": layers }]);
+    let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add("manifest.json", docker.to_string().as_bytes());
+    add(&config, &read(&config));
+    for l in &layers {
+        add(l, &read(l));
+    }
+    b.finish().unwrap();
+}
+
+#[test]
+fn one_image_gives_one_eif_from_any_directory_and_any_archive_form() {
+    let s = Scratch::new();
+    write_exe(&s.path("server"), &static_elf(b"a static server"));
+    umoci_image(&s.path("first/image"), &s.path("server"));
+    // The same layout at another path, deeper, and as an oci-archive and a docker save.
+    let copy = s.path("second/a/b/image");
+    std::fs::create_dir_all(&copy).unwrap();
+    let o = Command::new("cp")
+        .arg("-r")
+        .arg(s.path("first/image/."))
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    tar_of_dir(&s.path("first/image"), &s.path("image.oci.tar"));
+    docker_save_of_layout(&s.path("first/image"), &s.path("image.docker.tar"));
+
+    let builds = [
+        ("first/enclave.toml", "oci = \"image\"\ntag = \"app\""),
+        ("second/a/b/enclave.toml", "oci = \"image\"\ntag = \"app\""),
+        ("oci-archive.toml", "oci = \"image.oci.tar\"\ntag = \"app\""),
+        (
+            "docker.toml",
+            "oci = \"image.docker.tar\"\ntag = \"app:latest\"",
+        ),
+    ];
+    let mut eifs = Vec::new();
+    for (i, (manifest, app)) in builds.iter().enumerate() {
+        let out = s.path(&format!("out{i}"));
+        s.build(&s.path(manifest), &format!("[app]\n{app}\n"), &out);
+        eifs.push((manifest, std::fs::read(out.join("enclave.eif")).unwrap()));
+    }
+    for (manifest, eif) in &eifs[1..] {
+        assert!(
+            eif == &eifs[0].1,
+            "{manifest} gave another EIF than {}",
+            eifs[0].0
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile archives: written byte by byte, since no well-behaved tool makes them.
+
+/// One ustar member: name, type flag, mode, data, link name.
+struct Member<'a> {
+    name: &'a str,
+    kind: u8,
+    mode: u32,
+    data: &'a [u8],
+    link: &'a str,
+    /// A size to declare other than the data's.
+    declared: Option<u64>,
+}
+
+fn member<'a>(name: &'a str, kind: u8, data: &'a [u8], link: &'a str) -> Member<'a> {
+    Member {
+        name,
+        kind,
+        mode: if kind == b'5' { 0o755 } else { 0o644 },
+        data,
+        link,
+        declared: None,
+    }
+}
+
+fn octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    field[..digits].copy_from_slice(text.as_bytes());
+    field[digits] = 0;
+}
+
+fn tar_bytes(members: &[Member<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in members {
+        let mut h = [0u8; 512];
+        h[..m.name.len()].copy_from_slice(m.name.as_bytes());
+        octal(&mut h[100..108], u64::from(m.mode));
+        octal(&mut h[108..116], 0);
+        octal(&mut h[116..124], 0);
+        octal(&mut h[124..136], m.declared.unwrap_or(m.data.len() as u64));
+        octal(&mut h[136..148], 0);
+        h[156] = m.kind;
+        h[157..157 + m.link.len()].copy_from_slice(m.link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
+        octal(&mut h[148..155], sum);
+        h[155] = b' ';
+        out.extend_from_slice(&h);
+        out.extend_from_slice(m.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A layer: the blob as stored, the uncompressed tar its diff_id names, and the size its
+/// descriptor declares if not the blob's.
+struct Layer {
+    blob: Vec<u8>,
+    plain: Vec<u8>,
+    declared: Option<u64>,
+}
+
+impl Layer {
+    fn tar(members: &[Member<'_>]) -> Layer {
+        let plain = tar_bytes(members);
+        Layer {
+            blob: plain.clone(),
+            plain,
+            declared: None,
+        }
+    }
+}
+
+/// Writes an OCI layout of `layers` with Entrypoint ["/app"] at `dir`.
+fn layout(dir: &Path, layers: &[Layer]) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let put = |bytes: &[u8]| {
+        let hex = sha256_hex(bytes);
+        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Entrypoint": ["/app"] },
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": layers.iter().map(|l| format!("sha256:{}", sha256_hex(&l.plain))).collect::<Vec<_>>(),
+        },
+    })
+    .to_string();
+    let layer_descs: Vec<Value> = layers
+        .iter()
+        .map(|l| {
+            json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": put(&l.blob),
+                "size": l.declared.unwrap_or(l.blob.len() as u64),
+            })
+        })
+        .collect();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": put(config.as_bytes()),
+            "size": config.len(),
+        },
+        "layers": layer_descs,
+    })
+    .to_string();
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": put(manifest.as_bytes()),
+            "size": manifest.len(),
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// Imports the layout at `image` and expects one line naming `entry`, with `why`, and no
+/// output directory.
+fn refused(s: &Scratch, case: &str, entry: &str, why: &str) {
+    let manifest = s.path(&format!("{case}.toml"));
+    std::fs::write(&manifest, format!("[app]\noci = \"{case}\"\n")).unwrap();
+    let out = s.path(&format!("{case}.out"));
+    let o = s.image(&manifest, &out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("{case}: {}", err.trim_end());
+    assert_eq!(o.status.code(), Some(1), "{case}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{case}: {err}");
+    assert!(
+        err.contains(entry) && err.contains(why),
+        "{case}: expected {entry:?} and {why:?} in: {err}"
+    );
+    assert!(!out.exists(), "{case}: {} was written", out.display());
+}
+
+#[test]
+fn hostile_archives_are_refused_naming_the_entry_and_nothing_is_written() {
+    let s = Scratch::new();
+    let app = static_elf(b"app");
+    let ok_app = member("app", b'0', &app, "");
+
+    let cases: Vec<(&str, Vec<Layer>, &str, &str)> = vec![
+        (
+            "traversal",
+            vec![Layer::tar(&[member(
+                "../../etc/cron.d/evil",
+                b'0',
+                b"x",
+                "",
+            )])],
+            "entry \"../../etc/cron.d/evil\"",
+            "has a `..` component",
+        ),
+        (
+            "absolute",
+            vec![Layer::tar(&[member("/etc/passwd", b'0', b"x", "")])],
+            "entry \"/etc/passwd\"",
+            "is an absolute path",
+        ),
+        (
+            "symlink-escape",
+            vec![Layer::tar(&[member(
+                "lib/escape",
+                b'2',
+                b"",
+                "../../../etc/shadow",
+            )])],
+            "entry \"lib/escape\"",
+            "symbolic link to \"../../../etc/shadow\" leaves the image's root",
+        ),
+        (
+            "write-through-symlink",
+            vec![
+                Layer::tar(&[member("etc", b'2', b"", "/tmp")]),
+                Layer::tar(&[member("etc/passwd", b'0', b"x", "")]),
+            ],
+            "/etc/passwd",
+            "its parent /etc is a symbolic link (links are stored, never followed)",
+        ),
+        (
+            "hardlink-outside",
+            vec![Layer::tar(&[member(
+                "bin/sh",
+                b'1',
+                b"",
+                "../../etc/shadow",
+            )])],
+            "entry \"bin/sh\"",
+            "hard link to \"../../etc/shadow\", which is outside the image",
+        ),
+        (
+            "hardlink-to-nothing",
+            vec![Layer::tar(&[member("bin/sh", b'1', b"", "etc/shadow")])],
+            "/bin/sh",
+            "hard link to /etc/shadow, which is not in the image before it",
+        ),
+        (
+            "device",
+            vec![Layer::tar(&[ok_app, member("dev/sda", b'3', b"", "")])],
+            "entry \"dev/sda\"",
+            "a device node",
+        ),
+        (
+            "declared-size",
+            vec![Layer::tar(&[Member {
+                declared: Some(3 << 30),
+                ..member("huge.bin", b'0', b"not 3 GiB", "")
+            }])],
+            "entry \"huge.bin\"",
+            "declares 3221225472 bytes, beyond what the image's size limit leaves",
+        ),
+        (
+            "declared-blob-size",
+            vec![Layer {
+                declared: Some(5 << 30),
+                ..Layer::tar(&[member("app", b'0', &app, "")])
+            }],
+            "blob sha256:",
+            "declares 5368709120 bytes, beyond the limit",
+        ),
+    ];
+    for (case, layers, entry, why) in &cases {
+        layout(&s.path(case), layers);
+        refused(&s, case, entry, why);
+    }
+
+    // A blob whose bytes are not the ones its digest names.
+    layout(
+        &s.path("digest"),
+        &[Layer::tar(&[member("app", b'0', &app, "")])],
+    );
+    let plain = tar_bytes(&[member("app", b'0', &app, "")]);
+    let blob = s.path("digest/blobs/sha256").join(sha256_hex(&plain));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[600] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    refused(
+        &s,
+        "digest",
+        &format!("blob sha256:{} digest", sha256_hex(&plain)),
+        "expected",
+    );
+
+    // A gzip layer cut short (its descriptor names the cut blob, so only the gzip is wrong).
+    let plain = tar_bytes(&[member(
+        "app",
+        b'0',
+        &static_elf(&common::noise(3, 100_000)),
+        "",
+    )]);
+    let mut blob = gzip(&plain);
+    blob.truncate(blob.len() / 2);
+    layout(
+        &s.path("truncated-gzip"),
+        &[Layer {
+            blob,
+            plain,
+            declared: None,
+        }],
+    );
+    refused(
+        &s,
+        "truncated-gzip",
+        "entry \"app\"",
+        "truncated or corrupt",
+    );
+}
