@@ -21,12 +21,13 @@ pub const TARGETS: &[(&str, &[&str])] = &[
     ("http", &[]),
     ("memory_files", &[]),
     ("eif", &["eif-builder/tests/data/golden"]),
-    ("cpio", &["eif-builder/tests/data/golden", "rootfs"]),
+    ("cpio", &["eif-builder/tests/data/golden"]),
     ("attestation", &["eif-builder/tests/data/attestation"]),
     ("measurements", &["eif-builder/tests/data/attestation"]),
     ("pem_der", &["eif-builder/tests/data"]),
     ("http_response", &[]),
     ("relay_address", &[]),
+    ("image", &["rootfs", "examples/hello", "examples/oci"]),
 ];
 
 fn cargo_fuzz() -> Result<PathBuf> {

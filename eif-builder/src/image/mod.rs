@@ -237,7 +237,13 @@ fn application(m: &Manifest, limits: oci::Limits) -> Result<App> {
             let (cmd, notes) = image.config.command().map_err(|why| {
                 Error::invalid(format!("container image {}", path.display()), why)
             })?;
-            (image.tree, cmd, image.config.env, notes, None)
+            (
+                image.tree,
+                cmd,
+                image.config.env.unwrap_or_default(),
+                notes,
+                None,
+            )
         }
     };
     for f in &m.files {

@@ -10,10 +10,13 @@
 //! file, device nodes and FIFOs, and anything past the size limit, declared or read. Modes
 //! and owners are kept; times are not (the archive's mtime is the build's).
 //!
-//! The command and environment are taken as `nitro-cli build-enclave` takes them (release
-//! 1.5.0, `enclave_build/src/docker.rs`, `extract_image`): `Cmd` if the image has one, else
-//! `Entrypoint` (never the two joined), else the image is refused; `Env` as it is (none is
-//! fine). `WorkingDir` is not used by nitro-cli either; init starts the program in `/`.
+//! The command and environment are taken as `nitro-cli build-enclave` takes them
+//! (aws-nitro-enclaves-cli, `enclave_build/src/docker.rs`, `DockerUtil::extract_image`): `Cmd`
+//! if the image has one, else `Entrypoint` (never the two joined), else the image is refused;
+//! `Env` as it is. nitro-cli takes `Cmd` only together with `Env` and fails outright on an image
+//! without `Env` (an error, or a panic when it has an `Entrypoint`); here such an image gets an
+//! empty `/env` and a note. An empty `Cmd` counts as none. `WorkingDir` is not used by
+//! nitro-cli either; init starts the program in `/`.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -50,8 +53,8 @@ pub struct Config {
     pub entrypoint: Option<Vec<String>>,
     /// `Cmd`.
     pub cmd: Option<Vec<String>>,
-    /// `Env`, `KEY=VALUE` each.
-    pub env: Vec<String>,
+    /// `Env`, `KEY=VALUE` each, if the image has it.
+    pub env: Option<Vec<String>>,
     /// `WorkingDir`.
     pub working_dir: Option<String>,
 }
@@ -60,6 +63,12 @@ impl Config {
     /// The command nitro-cli would write to `/cmd`, and what the user should know about it.
     pub fn command(&self) -> std::result::Result<(Vec<String>, Vec<String>), String> {
         let mut notes = Vec::new();
+        if self.env.is_none() {
+            notes.push(
+                "the image has no Env: /env is empty here, while nitro-cli build-enclave fails on such an image"
+                    .to_string(),
+            );
+        }
         if let Some(w) = self
             .working_dir
             .as_deref()
@@ -240,40 +249,70 @@ impl Store<'_> {
 /// several.
 pub fn load(path: &Path, tag: Option<&str>, limits: Limits) -> Result<Image> {
     let what = format!("container image {}", path.display());
+    let meta = std::fs::metadata(path).map_err(Error::io_at("cannot read", path))?;
+    if meta.is_dir() {
+        let mut budget = Budget {
+            used: 0,
+            max: limits.max_bytes,
+        };
+        return load_store(&Store::Dir(path), tag, &what, &mut budget);
+    }
+    if meta.len() > limits.max_bytes {
+        return Err(Error::unsupported(
+            what,
+            format!(
+                "{} bytes, larger than the {} byte limit",
+                meta.len(),
+                limits.max_bytes
+            ),
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(Error::io_at("cannot read", path))?;
+    load_tarball(file, &what, tag, limits)
+}
+
+/// Imports the image in a tarball (an oci-archive or a `docker save`, possibly gzip'd) read
+/// from `reader`; `what` names it in messages.
+pub fn load_tarball<R: Read>(
+    reader: R,
+    what: &str,
+    tag: Option<&str>,
+    limits: Limits,
+) -> Result<Image> {
     let mut budget = Budget {
         used: 0,
         max: limits.max_bytes,
     };
-    let meta = std::fs::metadata(path).map_err(Error::io_at("cannot read", path))?;
-    let files;
-    let store = if meta.is_dir() {
-        Store::Dir(path)
-    } else {
-        budget.take(meta.len(), &what)?;
-        let file = std::fs::File::open(path).map_err(Error::io_at("cannot read", path))?;
-        files = read_tarball(file, &what, &mut budget)?;
-        Store::Files(files)
-    };
+    let files = read_tarball(reader, what, &mut budget)?;
+    load_store(&Store::Files(files), tag, what, &mut budget)
+}
+
+fn load_store(
+    store: &Store<'_>,
+    tag: Option<&str>,
+    what: &str,
+    budget: &mut Budget,
+) -> Result<Image> {
     if store.has("index.json") {
-        load_oci(&store, tag, &what, &mut budget)
+        load_oci(store, tag, what, budget)
     } else if store.has("manifest.json") {
-        load_docker(&store, tag, &what, &mut budget)
+        load_docker(store, tag, what, budget)
     } else {
         Err(Error::invalid(
-            what,
+            what.to_string(),
             "has neither index.json (an OCI layout) nor manifest.json (docker save)",
         ))
     }
 }
 
 /// Every regular member of a (possibly gzip'd) tarball, by clean name.
-fn read_tarball(
-    file: std::fs::File,
+fn read_tarball<R: Read>(
+    reader: R,
     what: &str,
     budget: &mut Budget,
 ) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
-    let reader = decompressed(io::BufReader::new(file), what)?;
+    let reader = decompressed(io::BufReader::new(reader), what)?;
     let mut archive = tar::Archive::new(reader);
     let bad = |e: io::Error| {
         Error::malformed(what.to_string(), format!("not a readable tar archive: {e}"))
@@ -487,7 +526,7 @@ fn load_oci(
         let digest = desc.get("digest").and_then(Value::as_str).unwrap_or("?");
         let layer_what = format!("{what} layer {} of {} ({digest})", i + 1, layers.len());
         let data = blob(store, desc, budget.max, what, budget)?;
-        apply_layer(&mut tree, &data, diff_id, &layer_what, budget)?;
+        apply_layer(&mut tree, &data, Some(diff_id), &layer_what, budget)?;
     }
     Ok(Image { config, tree, id })
 }
@@ -557,7 +596,7 @@ fn load_docker(
         let remaining = budget.max.saturating_sub(budget.used);
         let data = store.read(name, remaining, &layer_what)?;
         budget.take(u64::try_from(data.len()).unwrap_or(u64::MAX), &layer_what)?;
-        apply_layer(&mut tree, &data, diff_id, &layer_what, budget)?;
+        apply_layer(&mut tree, &data, Some(diff_id), &layer_what, budget)?;
     }
     Ok(Image {
         config,
@@ -611,7 +650,7 @@ fn read_config(v: &Value, what: &str) -> Result<(Config, Vec<String>)> {
     let config = Config {
         entrypoint: strings(get("Entrypoint"), what, "Entrypoint")?,
         cmd: strings(get("Cmd"), what, "Cmd")?,
-        env: strings(get("Env"), what, "Env")?.unwrap_or_default(),
+        env: strings(get("Env"), what, "Env")?,
         working_dir: get("WorkingDir").and_then(Value::as_str).map(str::to_owned),
     };
     let diff_ids = v
@@ -675,12 +714,25 @@ enum MemberKind {
     Opaque,
 }
 
+/// One layer (tar, or gzip'd tar) applied onto an empty tree, within `limits`, with no
+/// digest to check it against: what an import does with each layer once its digests are
+/// checked (for tools and the fuzz target).
+pub fn layer_tree(data: &[u8], limits: Limits) -> Result<Tree> {
+    let mut tree = Tree::new();
+    let mut budget = Budget {
+        used: 0,
+        max: limits.max_bytes,
+    };
+    apply_layer(&mut tree, data, None, "layer", &mut budget)?;
+    Ok(tree)
+}
+
 /// Applies one layer (tar, or gzip'd tar) onto `tree`; its uncompressed SHA-256 must be
 /// `diff_id`.
 fn apply_layer(
     tree: &mut Tree,
     data: &[u8],
-    diff_id: &str,
+    diff_id: Option<&str>,
     what: &str,
     budget: &mut Budget,
 ) -> Result<()> {
@@ -699,7 +751,7 @@ fn apply_layer(
         .map_err(|e| Error::malformed(what.to_string(), format!("truncated or corrupt: {e}")))?;
     budget.take(tally.read, what)?;
     let actual = contract::hex::encode(tally.hash.finish().as_ref());
-    if actual != diff_id {
+    if let Some(diff_id) = diff_id.filter(|d| *d != actual) {
         return Err(Error::mismatch(
             format!("{what} uncompressed digest"),
             format!("sha256:{diff_id} (the config's diff_id)"),
@@ -880,6 +932,7 @@ mod tests {
         let c = |cmd: Option<&[&str]>, ep: Option<&[&str]>| Config {
             cmd: cmd.map(|v| v.iter().map(|s| s.to_string()).collect()),
             entrypoint: ep.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            env: Some(vec!["PATH=/bin".into()]),
             ..Config::default()
         };
         let (cmd, notes) = c(Some(&["/a", "x"]), Some(&["/e"])).command().unwrap();
@@ -895,5 +948,12 @@ mod tests {
             ..c(Some(&["/a"]), None)
         };
         assert!(w.command().unwrap().1[0].contains("WorkingDir /app"));
+        let no_env = Config {
+            env: None,
+            ..c(Some(&["/a"]), None)
+        };
+        let (cmd, notes) = no_env.command().unwrap();
+        assert_eq!(cmd, ["/a"]);
+        assert!(notes[0].contains("no Env"), "{notes:?}");
     }
 }
