@@ -166,22 +166,28 @@ pub fn faults(image: &Image, tools: &Tools) -> Vec<Outcome> {
     outcomes
 }
 
+/// Boots `eif` in 64 MiB in the background, its run files in `dir`, forwarded from a free
+/// port, until its server answers; the options say where (stop it with `enclave::stop`).
+fn boot_detached(eif: PathBuf, dir: PathBuf) -> (Options, Result) {
+    let mut opts = Options::new(enclave::Image::Eif(eif));
+    opts.dir = dir;
+    opts.memory = "64M".into();
+    let started = free_port().and_then(|port| {
+        opts.port = port;
+        enclave::start_detached(&opts, Duration::from_secs(180)).map(drop)
+    });
+    (opts, started)
+}
+
 /// The real image, booted in 64 MiB, serving through the forwarded port.
 pub fn serve(image: &Image) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
-    let mut opts = Options::new(enclave::Image::Eif(image.eif.clone()));
-    opts.dir = image.dir.join("boot-test");
-    opts.memory = "64M".into();
-    let port = match free_port() {
-        Ok(p) => p,
-        Err(e) => return vec![outcome("finding a port", Err(e))],
-    };
-    opts.port = port;
-    let started = enclave::start_detached(&opts, Duration::from_secs(180));
+    let (opts, started) = boot_detached(image.eif.clone(), image.dir.join("boot-test"));
+    let port = opts.port;
     let ok = started.is_ok();
     outcomes.push(outcome(
         "boot: the image boots in 64 MiB and its server answers on vsock",
-        started.map(drop),
+        started,
     ));
     if ok {
         let console = fs::read_to_string(opts.dir.join("console.log")).unwrap_or_default();
@@ -239,19 +245,12 @@ fn example(image: &Image, name: &str, manifest: &Path, path: &str, expect: &str)
     if !ok {
         return outcomes;
     }
-    let mut opts = Options::new(enclave::Image::Eif(dir.join("enclave.eif")));
-    opts.dir = dir.join("run");
-    opts.memory = "64M".into();
-    let port = match free_port() {
-        Ok(p) => p,
-        Err(e) => return vec![outcome("finding a port", Err(e))],
-    };
-    opts.port = port;
-    let started = enclave::start_detached(&opts, Duration::from_secs(180));
+    let (opts, started) = boot_detached(dir.join("enclave.eif"), dir.join("run"));
+    let port = opts.port;
     let ok = started.is_ok();
     outcomes.push(outcome(
         &format!("example {name}: boots in 64 MiB"),
-        started.map(drop),
+        started,
     ));
     if ok {
         let answered = (|| -> Result {
@@ -342,12 +341,8 @@ pub fn soak(image: &Image, runs: usize, busy: bool) -> Result {
     let start = std::time::Instant::now();
     let _spinners = busy.then(Spinners::start);
     for n in 1..=runs {
-        let mut opts = Options::new(enclave::Image::Eif(image.eif.clone()));
-        opts.dir = image.dir.join("soak");
-        opts.memory = "64M".into();
-        opts.port = free_port()?;
-        let booted = enclave::start_detached(&opts, Duration::from_secs(180))
-            .and_then(|_| health(opts.port));
+        let (opts, started) = boot_detached(image.eif.clone(), image.dir.join("soak"));
+        let booted = started.and_then(|()| health(opts.port));
         let stopped = enclave::stop(&opts.dir);
         if let Err(e) = booted {
             return err(format!(

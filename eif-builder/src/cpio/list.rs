@@ -63,8 +63,9 @@ pub enum ListEntry {
     },
 }
 
-/// Replaces every `${NAME}` in `token`.
-fn substitute(
+/// Replaces every `${NAME}` in `token` by its `--define` (the image manifest's paths use it
+/// too).
+pub fn substitute(
     token: &str,
     defines: &BTreeMap<String, String>,
 ) -> std::result::Result<String, String> {

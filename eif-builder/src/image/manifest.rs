@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::cpio::list::substitute;
 use crate::error::{Error, Result};
 
 /// The largest manifest read.
@@ -188,7 +189,7 @@ pub fn parse(
         Error::invalid(what, e.message().replace('\n', " "))
     })?;
     let resolve = |key: &str, value: &str| -> Result<PathBuf> {
-        let expanded = expand(value, defines).map_err(|d| Error::invalid(here(key), d))?;
+        let expanded = substitute(value, defines).map_err(|d| Error::invalid(here(key), d))?;
         if expanded.is_empty() {
             return Err(Error::invalid(here(key), "is empty"));
         }
@@ -334,30 +335,6 @@ pub fn check_env(name: &str, value: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Replaces each `${NAME}` in `text` by its definition.
-pub fn expand(
-    text: &str,
-    defines: &BTreeMap<String, String>,
-) -> std::result::Result<String, String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(rest.get(..start).unwrap_or(""));
-        let after = rest.get(start + 2..).unwrap_or("");
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("{text:?}: `${{` without its `}}`"))?;
-        let name = after.get(..end).unwrap_or("");
-        let value = defines.get(name).ok_or_else(|| {
-            format!("{text:?}: ${{{name}}} is not defined (give --define {name}=VALUE)")
-        })?;
-        out.push_str(value);
-        rest = after.get(end + 1..).unwrap_or("");
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,7 +410,7 @@ key = "k.pem"
             ),
             ("[app]\nbinary = \"a\"\nbinaryy = 1\n", "line 3"),
             ("[app]\nbinary = \"a\"\nbinaryy = 1\n", "unknown field `binaryy`"),
-            ("[app]\nbinary = \"${NOPE}/a\"\n", "${NOPE} is not defined"),
+            ("[app]\nbinary = \"${NOPE}/a\"\n", "`${NOPE}` is not defined (use --define NOPE=VALUE)"),
             ("[app]\nbinary = \"a\"\nargs = []\n", "[app] args: is empty"),
             ("[app]\nbinary = \"a\"\ntag = \"x\"\n", "only applies to `oci`"),
             (
@@ -482,9 +459,11 @@ key = "k.pem"
     fn expansion() {
         let mut d = BTreeMap::new();
         d.insert("A".to_string(), "x".to_string());
-        assert_eq!(expand("${A}/${A}.b", &d).unwrap(), "x/x.b");
-        assert_eq!(expand("plain", &d).unwrap(), "plain");
-        assert!(expand("${A", &d).unwrap_err().contains("without its"));
-        assert!(expand("${B}", &d).unwrap_err().contains("--define B=VALUE"));
+        assert_eq!(substitute("${A}/${A}.b", &d).unwrap(), "x/x.b");
+        assert_eq!(substitute("plain", &d).unwrap(), "plain");
+        assert!(substitute("${A", &d).unwrap_err().contains("unterminated"));
+        assert!(substitute("${B}", &d)
+            .unwrap_err()
+            .contains("--define B=VALUE"));
     }
 }
