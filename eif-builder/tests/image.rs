@@ -731,3 +731,66 @@ fn hostile_archives_are_refused_naming_the_entry_and_nothing_is_written() {
         "truncated or corrupt",
     );
 }
+
+/// `zstd -c` of `bytes`, by the zstd command-line tool.
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    let child = Command::new("zstd")
+        .args(["-q", "-c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = child.unwrap_or_else(|e| {
+        panic!("zstd is missing ({e}): apt-get install zstd (`cargo xtask setup` installs it)")
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn zstd_layers_in_one_frame_or_several_import_as_their_tar_does() {
+    let s = Scratch::new();
+    let app = static_elf(&common::noise(5, 50_000));
+    let plain = tar_bytes(&[
+        member("bin", b'5', b"", ""),
+        member("bin/app", b'0', &app, ""),
+        member("usr/local/bin/app", b'2', b"", "../../../bin/app"),
+    ]);
+    // Two frames with a skippable frame between them, as zstd:chunked layers have.
+    let cut = 4096;
+    let mut frames = zstd(&plain[..cut]);
+    frames.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    frames.extend_from_slice(&3u32.to_le_bytes());
+    frames.extend_from_slice(b"skp");
+    frames.extend_from_slice(&zstd(&plain[cut..]));
+    let blobs = [
+        ("tar", plain.clone()),
+        ("zstd", zstd(&plain)),
+        ("zstd-frames", frames),
+    ];
+    let mut ramdisks = Vec::new();
+    for (case, blob) in blobs {
+        layout(
+            &s.path(case),
+            &[Layer {
+                blob,
+                plain: plain.clone(),
+                declared: None,
+            }],
+        );
+        let out = s.path(&format!("{case}.out"));
+        s.build(
+            &s.path(&format!("{case}.toml")),
+            &format!("[app]\noci = \"{case}\"\n"),
+            &out,
+        );
+        ramdisks.push((case, std::fs::read(out.join("app.cpio")).unwrap()));
+    }
+    for (case, bytes) in &ramdisks[1..] {
+        assert!(bytes == &ramdisks[0].1, "{case} differs from the plain tar");
+    }
+}

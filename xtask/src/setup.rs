@@ -41,6 +41,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "tests: openssl s_client against the server (TLS 1.2, 1.3, ALPN)",
     ),
     (
+        "zstd",
+        "tests: compresses the zstd container layers the OCI import is tested with",
+    ),
+    (
         "umoci",
         "tests: makes the container image the OCI import is tested with, and unpacks it for \
          the golden comparison",
