@@ -9,7 +9,8 @@
 //! | [`addr`] | addresses and routes as written on the command line |
 //! | [`listener`] | the listening sockets and what an accept gives |
 //! | [`route`] | a route at run time: counters, data path, a TCP target's resolved addresses |
-//! | [`worker`] | the epoll loop of each worker thread: accepting, timers, dispatch |
+//! | [`worker`] | the epoll loop of each worker thread: accepting, dispatch |
+//! | [`timers`] | a worker's connect timers: one per connecting slot, none once connected |
 //! | [`connector`] | reaching a target without blocking: connect, retries, hybrid-vsock handshake |
 //! | [`conn`] | one relayed connection: splice (or copy) in both directions, half-close, close reasons |
 //! | [`proxy`] | the PROXY protocol v2 header |
@@ -30,4 +31,5 @@ pub mod proxy;
 pub mod route;
 #[allow(unsafe_code)] // the system calls; each unsafe block has its SAFETY comment
 pub mod sys;
+pub mod timers;
 pub mod worker;

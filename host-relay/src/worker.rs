@@ -5,8 +5,8 @@
 //!
 //! Tokens: a socket of slot `s` is `s << 1 | side` (side 1 is the target, and a connecting
 //! client's attempt socket); the listeners and the wake-up eventfd use the top of the u64 range.
-//! Timers (connect deadlines and retries) sit in a heap with the slot's generation, so a timer
-//! of a slot that was closed and reused is recognised and dropped.
+//! Timers (connect deadlines and retries) are [`crate::timers`]': one per connecting slot, with
+//! the slot's generation, gone once the slot connects or closes.
 
 use crate::addr::Route;
 use crate::conn::{Close, Conn, Pool, Side};
@@ -14,9 +14,8 @@ use crate::connector::{self, Connecting, Policy};
 use crate::listener::{Accepted, Listener};
 use crate::metrics::Counters;
 use crate::route::RouteRt;
+use crate::timers::Timers;
 use crate::{proxy, sys};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
@@ -115,12 +114,14 @@ struct Pending {
     /// The attempt socket registered with epoll (its number, see
     /// [`Connecting::socket_number`]), and for which events.
     registered: Option<(u64, u32)>,
+    /// When its timer (connect deadline or retry) is due, if it has one.
+    timer: Option<Instant>,
 }
 
 #[derive(Debug)]
 enum Entry {
     Connecting(Box<Pending>),
-    Relaying(Box<Conn>),
+    Relaying(Conn),
 }
 
 /// A slab slot: the connection, its route and log identity, and a generation for timers.
@@ -142,7 +143,7 @@ struct Worker {
     free: Vec<usize>,
     /// Generations, one counter per worker: every new slot content gets the next.
     next_gen: u64,
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    timers: Timers,
     open: usize,
     pool: Pool,
     listening: bool,
@@ -177,7 +178,7 @@ pub fn run(shared: Arc<Shared>, me: Arc<Handle>) -> io::Result<()> {
         slots: Vec::new(),
         free: Vec::new(),
         next_gen: 0,
-        timers: BinaryHeap::new(),
+        timers: Timers::default(),
         open: 0,
         pool: Pool::default(),
         listening: true,
@@ -197,7 +198,7 @@ impl Worker {
         loop {
             let now = Instant::now();
             let mut wait = TICK;
-            if let Some(Reverse((at, _, _))) = self.timers.peek() {
+            if let Some(at) = self.timers.next() {
                 wait = wait.min(at.saturating_duration_since(now));
             }
             let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
@@ -276,15 +277,18 @@ impl Worker {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, slot, gen))) = self.timers.peek() {
-            if at > now {
-                return;
-            }
-            self.timers.pop();
-            let live = matches!(
-                self.slots.get(slot),
-                Some(Some(Slot { entry: Entry::Connecting(_), gen: g, .. })) if *g == gen
-            );
+        while let Some((slot, gen)) = self.timers.pop_due(now) {
+            let live = match self.slots.get_mut(slot) {
+                Some(Some(Slot {
+                    entry: Entry::Connecting(p),
+                    gen: g,
+                    ..
+                })) if *g == gen => {
+                    p.timer = None;
+                    true
+                }
+                _ => false,
+            };
             if live {
                 self.advance(slot, false, now);
             }
@@ -350,6 +354,7 @@ impl Worker {
                 client: a.socket,
                 connecting,
                 registered: None,
+                timer: None,
             })),
             route,
             id: self.shared.next_id.fetch_add(1, Relaxed),
@@ -408,12 +413,12 @@ impl Worker {
                     }
                     p.registered = Some((number, events));
                 }
-                self.timers.push(Reverse((deadline, slot, gen)));
+                self.timers.set(slot, gen, deadline, &mut p.timer);
             }
             connector::Next::Sleep(at) => {
                 // The attempt socket (if any) was closed, which took it out of epoll.
                 p.registered = None;
-                self.timers.push(Reverse((at, slot, gen)));
+                self.timers.set(slot, gen, at, &mut p.timer);
             }
             connector::Next::Failed(error) => {
                 let target = rt.route.target.to_string();
@@ -432,9 +437,10 @@ impl Worker {
         let Some(mut s) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        let Entry::Connecting(p) = s.entry else {
+        let Entry::Connecting(mut p) = s.entry else {
             return;
         };
+        self.timers.clear(slot, s.gen, &mut p.timer);
         let rt = &self.shared.routes[s.route];
         let copy = self.shared.settings.no_splice || rt.path.load(Relaxed) == 2;
         if rt
@@ -462,7 +468,7 @@ impl Worker {
         );
         let conn = Conn::new(p.client, target, copy);
         let fds = [conn.fds[0].as_raw_fd(), conn.fds[1].as_raw_fd()];
-        s.entry = Entry::Relaying(Box::new(conn));
+        s.entry = Entry::Relaying(conn);
         self.slots[slot] = Some(s);
         for side in [Side::Client, Side::Target] {
             let op = match side {
@@ -596,9 +602,12 @@ impl Worker {
     }
 
     fn close(&mut self, slot: usize, why: Close) {
-        let Some(s) = self.slots.get_mut(slot).and_then(Option::take) else {
+        let Some(mut s) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        if let Entry::Connecting(p) = &mut s.entry {
+            self.timers.clear(slot, s.gen, &mut p.timer);
+        }
         self.free.push(slot);
         self.open -= 1;
         let c = &self.shared.routes[s.route].counters;

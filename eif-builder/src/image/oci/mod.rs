@@ -31,8 +31,8 @@ use serde_json::Value;
 use super::tree::Tree;
 use crate::error::{Error, Result};
 use compression::decompressed;
-use layer::{apply_layer, clean_path};
 pub use layer::layer_tree;
+use layer::{apply_layer, clean_path};
 
 /// Bounds on what an import reads.
 #[derive(Clone, Copy, Debug)]
