@@ -38,7 +38,6 @@ fn outcome(name: &str, r: Result) -> Outcome {
     (name.to_owned(), r.map_err(|e| e.0))
 }
 
-/// A port nothing listens on right now.
 /// Builds an image on `image`'s platform from the manifest text `manifest` (in which
 /// `${ENCLAVE_BIN}` is the directory of the static enclave binaries) in `faults/NAME`, and
 /// returns the directory (enclave.eif, measurements.json).

@@ -21,6 +21,7 @@ pub mod tree;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::blob::Blob;
 use crate::cpio::{Archive, Owner};
@@ -415,8 +416,9 @@ pub fn build(m: &Manifest, opts: &Options, out: &Path) -> Result<Report> {
     archive.add_file("env", 0o644, Blob::from(lines(&app.env)))?;
     archive.add_dir("rootfs", 0o755)?;
     app.tree.add_to(&mut archive, b"rootfs")?;
-    let boot_bytes = boot.to_bytes()?;
-    let app_bytes = archive.to_bytes()?;
+    // Held once and shared: the EIF streams them and the .cpio files are written from them.
+    let boot_bytes: Arc<[u8]> = boot.to_bytes()?.into();
+    let app_bytes: Arc<[u8]> = archive.to_bytes()?.into();
 
     let kernel_blob = Blob::Path(kernel.clone());
     let mut identity = Identity::new(
@@ -426,8 +428,8 @@ pub fn build(m: &Manifest, opts: &Options, out: &Path) -> Result<Report> {
     );
     identity.build.kernel_version = kernel_version_of(&kernel_blob)?;
     let mut builder = EifBuilder::new(kernel_blob, &cmdline, identity)
-        .ramdisk(Blob::from(boot_bytes.clone()))
-        .ramdisk(Blob::from(app_bytes.clone()));
+        .ramdisk(Blob::Bytes(Arc::clone(&boot_bytes)))
+        .ramdisk(Blob::Bytes(Arc::clone(&app_bytes)));
     if let Some((cert, key)) = &signing {
         builder = builder.signer(Signer::from_files(cert, key)?);
     }

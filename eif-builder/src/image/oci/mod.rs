@@ -21,6 +21,7 @@
 mod compression;
 pub mod layer;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::Path;
@@ -149,8 +150,8 @@ fn member_name(raw: &[u8], what: &str) -> Result<Option<String>> {
 }
 
 impl Store<'_> {
-    /// Reads `name` (at most `cap` bytes).
-    fn read(&self, name: &str, cap: u64, what: &str) -> Result<Vec<u8>> {
+    /// Reads `name` (at most `cap` bytes); a tarball's member is lent, not copied.
+    fn read(&self, name: &str, cap: u64, what: &str) -> Result<Cow<'_, [u8]>> {
         match self {
             Store::Dir(dir) => {
                 let path = dir.join(name);
@@ -168,7 +169,9 @@ impl Store<'_> {
                         format!("{name} is {} bytes; the limit is {cap}", meta.len()),
                     ));
                 }
-                std::fs::read(&path).map_err(Error::io_at("cannot read", &path))
+                std::fs::read(&path)
+                    .map(Cow::Owned)
+                    .map_err(Error::io_at("cannot read", &path))
             }
             Store::Files(files) => {
                 let data = files.get(name).ok_or_else(|| {
@@ -180,7 +183,7 @@ impl Store<'_> {
                         format!("{name} is {} bytes; the limit is {cap}", data.len()),
                     ));
                 }
-                Ok(data.clone())
+                Ok(Cow::Borrowed(data))
             }
         }
     }
@@ -295,13 +298,13 @@ fn json(bytes: &[u8], what: &str) -> Result<Value> {
 }
 
 /// A descriptor's blob: declared size within the limit, then read, size and SHA-256 checked.
-fn blob(
-    store: &Store<'_>,
+fn blob<'s>(
+    store: &'s Store<'_>,
     desc: &Value,
     cap: u64,
     what: &str,
     budget: &mut Budget,
-) -> Result<Vec<u8>> {
+) -> Result<Cow<'s, [u8]>> {
     let digest = desc
         .get("digest")
         .and_then(Value::as_str)
