@@ -4,6 +4,7 @@
 //! | module | the contract | who writes it | who reads it |
 //! | --- | --- | --- | --- |
 //! | [`binding`] | how an attestation document is bound to a TLS certificate (`public_key`, `user_data`) | server | eif-builder (`attest`, `verify`) |
+//! | [`processes`] | the processes an image runs besides `/cmd` (`/etc/enclave-https/processes`) | eif-builder (`image`) | init, server (`--processes`) |
 //! | [`measurements`] | the measurements file (`{"Measurements": {"PCR0": …}}`), read strictly | eif-builder (`build`), xtask | eif-builder (`verify`, `attest`), xtask |
 //! | [`vsock_uds`] | the hybrid-vsock `CONNECT port` / `OK port` handshake | vhost-device-vsock, Firecracker | host-relay, xtask |
 //! | [`duration`] | durations on command lines: `500ms`, `10s`, `2m`, `1h` | users | server, host-relay |
@@ -28,4 +29,5 @@ pub mod duration;
 pub mod hex;
 pub mod json;
 pub mod measurements;
+pub mod processes;
 pub mod vsock_uds;

@@ -1,5 +1,6 @@
-//! The measurements file and the strict JSON reader under it: a value or an error for any
-//! text; what parses writes back to a file that parses to the same thing.
+//! contract's text files: the measurements file and the strict JSON reader under it, and the
+//! processes file. A value or an error for any text; what parses writes back to a file that
+//! parses to the same thing.
 
 #![no_main]
 
@@ -14,6 +15,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(m) = Measurements::parse(text) {
         let again = Measurements::parse(&m.to_json()).expect("what we write reads back");
         assert_eq!(again, m);
+    }
+    if let Ok(list) = contract::processes::parse(text) {
+        let again = contract::processes::write(&list).expect("what parses writes");
+        assert_eq!(contract::processes::parse(&again).expect("and reads back"), list);
     }
     let _ = eif_builder::attest::ExpectedPcrs::from_measurements_json(text);
 });
