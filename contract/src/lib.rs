@@ -6,6 +6,7 @@
 //! | [`binding`] | how an attestation document is bound to a TLS certificate (`public_key`, `user_data`) | server | eif-builder (`attest`, `verify`) |
 //! | [`processes`] | the processes an image runs besides `/cmd` (`/etc/enclave-https/processes`) | eif-builder (`image`) | init, server (`--processes`) |
 //! | [`measurements`] | the measurements file (`{"Measurements": {"PCR0": …}}`), read strictly | eif-builder (`build`), xtask | eif-builder (`verify`, `attest`), xtask |
+//! | [`proxy_v2`] | the PROXY protocol v2 header: the client's address ahead of its bytes | host-relay (`proxy-v2`) | server (`--proxy-protocol`) |
 //! | [`vsock_uds`] | the hybrid-vsock `CONNECT port` / `OK port` handshake | vhost-device-vsock, Firecracker | host-relay, xtask |
 //! | [`duration`] | durations on command lines: `500ms`, `10s`, `2m`, `1h` | users | server, host-relay |
 //! | [`hex`], [`base64`] | the two text encodings of bytes | everyone | everyone |
@@ -30,4 +31,5 @@ pub mod hex;
 pub mod json;
 pub mod measurements;
 pub mod processes;
+pub mod proxy_v2;
 pub mod vsock_uds;

@@ -1,5 +1,5 @@
-//! host-relay's command-line addresses and routes, the hybrid-vsock reply a device sends, and
-//! durations: a value or an error naming the input, never a panic; what parses prints back to
+//! host-relay's command-line addresses and routes, the hybrid-vsock reply a device sends, the
+//! PROXY v2 header the server reads, and durations: a value or an error naming the input, never a panic; what parses prints back to
 //! a form that parses the same.
 
 #![no_main]
@@ -9,6 +9,13 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = contract::vsock_uds::parse_reply(data);
+    if let Ok(Some((h, n))) = contract::proxy_v2::parse(data) {
+        assert!((16..=data.len()).contains(&n));
+        if let Some(s) = h.source {
+            let again = contract::proxy_v2::header(Some((s, s)));
+            assert_eq!(contract::proxy_v2::parse(&again).map(|r| r.map(|(h, _)| h)), Ok(Some(h)));
+        }
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -13,7 +13,6 @@
 //! | [`timers`] | a worker's connect timers: one per connecting slot, none once connected |
 //! | [`connector`] | reaching a target without blocking: connect, retries, hybrid-vsock handshake |
 //! | [`conn`] | one relayed connection: splice (or copy) in both directions, half-close, close reasons |
-//! | [`proxy`] | the PROXY protocol v2 header |
 //! | [`metrics`] | Prometheus counters |
 //! | [`error`] | the errors that stop the relay, with their causes |
 //! | `sys` | every system call std does not wrap: the crate's only `unsafe` |
@@ -27,7 +26,6 @@ pub mod connector;
 pub mod error;
 pub mod listener;
 pub mod metrics;
-pub mod proxy;
 pub mod route;
 #[allow(unsafe_code)] // the system calls; each unsafe block has its SAFETY comment
 pub mod sys;

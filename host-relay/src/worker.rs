@@ -14,8 +14,8 @@ use crate::connector::{self, Connecting, Policy};
 use crate::listener::{Accepted, Listener};
 use crate::metrics::Counters;
 use crate::route::RouteRt;
+use crate::sys;
 use crate::timers::Timers;
-use crate::{proxy, sys};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
@@ -335,7 +335,7 @@ impl Worker {
     fn start(&mut self, route: usize, a: Accepted) {
         let rt = &self.shared.routes[route];
         let preamble = if rt.proxy_v2 {
-            proxy::header(a.tcp)
+            contract::proxy_v2::header(a.tcp)
         } else {
             Vec::new()
         };
