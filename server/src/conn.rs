@@ -110,6 +110,9 @@ pub enum Closed {
     Timeout(Phase),
     /// A lingering client sent more than [`LINGER_BYTES`].
     LingerOverflow,
+    /// Front mode: the application failed after its response had begun, so the client's
+    /// connection is cut (its framing shows the body is short).
+    Upstream,
 }
 
 /// What the loop does with a connection after an event.
@@ -160,7 +163,7 @@ impl std::fmt::Debug for Env<'_> {
 
 /// How bytes travel: through TLS, or as they are (`--plain-http`).
 #[derive(Debug)]
-enum Transport {
+pub(crate) enum Transport {
     /// Boxed: rustls's state is over a kilobyte, and the slab holds one `Conn` per slot.
     Tls(Box<tls::Conn>),
     Plain {
@@ -170,9 +173,20 @@ enum Transport {
 }
 
 impl Transport {
+    /// TLS with `config`, or plain with `None`; `None` if rustls refuses.
+    pub(crate) fn new(tls: Option<&Arc<ServerConfig>>) -> Option<Transport> {
+        Some(match tls {
+            Some(config) => Transport::Tls(Box::new(tls::Conn::new(config)?)),
+            None => Transport::Plain {
+                out: Vec::new(),
+                sent: 0,
+            },
+        })
+    }
+
     /// Reads once into `input`, up to `max` bytes of it; with `exact`, `input` grows by
     /// exactly what it takes (memory is short: no amortized doubling).
-    fn receive(
+    pub(crate) fn receive(
         &mut self,
         sock: &mut impl Stream,
         input: &mut Vec<u8>,
@@ -210,7 +224,7 @@ impl Transport {
         }
     }
 
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             Transport::Tls(t) => t.send(data),
             Transport::Plain { out, .. } => {
@@ -221,7 +235,7 @@ impl Transport {
     }
 
     /// Writes until done or WouldBlock; returns the bytes written.
-    fn flush(&mut self, sock: &mut impl Stream) -> io::Result<usize> {
+    pub(crate) fn flush(&mut self, sock: &mut impl Stream) -> io::Result<usize> {
         match self {
             Transport::Tls(t) => t.flush(sock),
             Transport::Plain { out, sent } => {
@@ -250,34 +264,34 @@ impl Transport {
         }
     }
 
-    fn wants_write(&self) -> bool {
+    pub(crate) fn wants_write(&self) -> bool {
         match self {
             Transport::Tls(t) => t.wants_write(),
             Transport::Plain { out, sent } => *sent < out.len(),
         }
     }
 
-    fn wants_read(&self) -> bool {
+    pub(crate) fn wants_read(&self) -> bool {
         match self {
             Transport::Tls(t) => t.wants_read(),
             Transport::Plain { .. } => true,
         }
     }
 
-    fn is_handshaking(&self) -> bool {
+    pub(crate) fn is_handshaking(&self) -> bool {
         match self {
             Transport::Tls(t) => t.is_handshaking(),
             Transport::Plain { .. } => false,
         }
     }
 
-    fn close_notify(&mut self) {
+    pub(crate) fn close_notify(&mut self) {
         if let Transport::Tls(t) = self {
             t.close_notify();
         }
     }
 
-    fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         match self {
             Transport::Tls(t) => t.held(),
             Transport::Plain { out, .. } => out.capacity(),
@@ -285,7 +299,7 @@ impl Transport {
     }
 
     /// Responses queued and not yet taken by the client.
-    fn pending_out(&self) -> usize {
+    pub(crate) fn pending_out(&self) -> usize {
         match self {
             Transport::Tls(t) => t.queued(),
             Transport::Plain { out, sent } => out.len() - *sent,
@@ -294,7 +308,7 @@ impl Transport {
 
     /// Bytes received of requests not yet in `input`: a TLS handshake in progress, plaintext
     /// rustls decrypted and we have not taken.
-    fn unfinished(&self) -> usize {
+    pub(crate) fn unfinished(&self) -> usize {
         match self {
             Transport::Tls(t) if t.is_handshaking() => t.handshake_bytes(),
             Transport::Tls(t) => t.plaintext(),
@@ -337,20 +351,10 @@ impl<S: Stream> Conn<S> {
         limits: &Limits,
         now: Instant,
     ) -> Option<Conn<S>> {
-        let (transport, phase, timeout) = match tls {
-            Some(config) => (
-                Transport::Tls(Box::new(tls::Conn::new(config)?)),
-                Phase::Handshake,
-                limits.handshake_timeout,
-            ),
-            None => (
-                Transport::Plain {
-                    out: Vec::new(),
-                    sent: 0,
-                },
-                Phase::Idle,
-                limits.idle_timeout,
-            ),
+        let transport = Transport::new(tls)?;
+        let (phase, timeout) = match transport {
+            Transport::Tls(_) => (Phase::Handshake, limits.handshake_timeout),
+            Transport::Plain { .. } => (Phase::Idle, limits.idle_timeout),
         };
         Some(Conn {
             sock,
@@ -674,4 +678,4 @@ impl<S: Stream> Conn<S> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -64,6 +64,7 @@ pub mod cert;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod front;
 pub mod handler;
 pub mod http;
 pub mod listener;

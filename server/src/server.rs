@@ -5,6 +5,7 @@
 use crate::budget::Budget;
 use crate::config::{Limits, ListenAddr};
 use crate::error::{Error, Result};
+use crate::front::Front;
 use crate::handler::Handler;
 use crate::listener;
 pub use crate::stats::Stats;
@@ -54,6 +55,7 @@ pub struct Config {
 pub struct Server {
     bound: listener::Bound,
     tls: Option<Arc<ServerConfig>>,
+    front: Option<Arc<Front>>,
     limits: Limits,
     stats: Arc<Stats>,
     budget: Arc<Budget>,
@@ -80,6 +82,7 @@ impl Server {
         Ok(Server {
             bound,
             tls,
+            front: None,
             limits: config.limits.clone(),
             stats: Arc::new(Stats::default()),
             budget: Arc::new(Budget::new(config.limits.memory_budget)),
@@ -101,6 +104,13 @@ impl Server {
             .map_err(|e| Error::Signals(e.into()))?;
         self.shutdown = Some((Arc::new(fd), drain_timeout));
         Ok(())
+    }
+
+    /// Front mode (see [`crate::front`]): the handler given to [`Server::run`] answers only
+    /// `front.local_paths` (the attestation endpoint); every other request is forwarded to the
+    /// application at `front.upstream`.
+    pub fn front(&mut self, front: Front) {
+        self.front = Some(Arc::new(front));
     }
 
     /// The address bound (port 0 resolved to the real port).
@@ -134,6 +144,7 @@ impl Server {
         for (i, listener) in self.bound.listeners.into_iter().enumerate() {
             let shared = Shared {
                 tls: self.tls.clone(),
+                front: self.front.clone(),
                 handler: Arc::clone(&handler),
                 limits: self.limits.clone(),
                 stats: Arc::clone(&self.stats),

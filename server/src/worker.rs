@@ -23,6 +23,9 @@
 use crate::budget::Budget;
 use crate::config::Limits;
 use crate::conn::{Conn, Env, Interest, Next, Ready};
+use crate::front::conn::{FrontConn, Tick, Upstreams};
+use crate::front::upstream::{Pool, UpSock};
+use crate::front::{Front, UpstreamAddr};
 use crate::handler::Handler;
 use crate::stats::Stats;
 use crate::sys::Socket;
@@ -41,6 +44,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const LISTENER: u64 = 0;
 /// The shutdown signalfd's token.
 const SIGNAL: u64 = u64::MAX;
+/// Front mode: the application connection of connection `i` is `UPSTREAM | (i + 1)`.
+const UPSTREAM: u64 = 1 << 62;
 /// How often a draining worker looks for connections that became idle.
 const DRAIN_TICK: Duration = Duration::from_millis(50);
 /// Events taken per `epoll_wait`.
@@ -67,16 +72,92 @@ fn epoll_flags(i: Interest) -> EpollFlags {
     f
 }
 
-/// A connection in the slab with the interest registered for it.
+/// A client connection: served here, or forwarded to the application (front mode).
+#[derive(Debug)]
+// The served connection stays inline, as before front mode: no allocation per connection.
+#[allow(clippy::large_enum_variant)]
+enum Client {
+    Serve(Conn<Socket>),
+    Front(Box<FrontConn<Socket, UpSock>>),
+}
+
+impl Client {
+    fn socket(&self) -> &Socket {
+        match self {
+            Client::Serve(c) => c.socket(),
+            Client::Front(c) => c.socket(),
+        }
+    }
+
+    fn release(&mut self, budget: &Budget) {
+        match self {
+            Client::Serve(c) => c.release(budget),
+            Client::Front(c) => c.release(budget),
+        }
+    }
+
+    fn drain(&mut self) {
+        match self {
+            Client::Serve(c) => c.drain(),
+            Client::Front(c) => c.drain(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        match self {
+            Client::Serve(c) => c.is_idle(),
+            Client::Front(c) => c.is_idle(),
+        }
+    }
+
+    fn is_lingering(&self) -> bool {
+        match self {
+            Client::Serve(c) => c.is_lingering(),
+            Client::Front(c) => c.is_lingering(),
+        }
+    }
+}
+
+/// A connection in the slab with the interest registered for it (and, in front mode, for
+/// its application connection: which one, by generation, and the interest).
 #[derive(Debug)]
 struct Slot {
-    conn: Conn<Socket>,
+    conn: Client,
     registered: Interest,
+    up: Option<(u64, Interest)>,
+}
+
+/// The application connections of one worker: its pool, and new ones.
+struct WorkerUpstreams<'a> {
+    pool: &'a mut Pool,
+    addr: &'a UpstreamAddr,
+    epoll: &'a Epoll,
+}
+
+impl Upstreams<UpSock> for WorkerUpstreams<'_> {
+    fn open(&mut self) -> io::Result<(UpSock, bool)> {
+        match self.pool.take() {
+            Some(s) => Ok((s, true)),
+            None => self.fresh().map(|s| (s, false)),
+        }
+    }
+
+    fn fresh(&mut self) -> io::Result<UpSock> {
+        UpSock::connect(self.addr)
+    }
+
+    fn release(&mut self, up: UpSock) {
+        // Idle in the pool, it must not wake the connection it served.
+        if self.epoll.delete(up.as_fd()).is_ok() {
+            self.pool.put(up);
+        }
+    }
 }
 
 /// What the worker shares with every other one.
 pub(crate) struct Shared {
     pub(crate) tls: Option<Arc<ServerConfig>>,
+    pub(crate) front: Option<Arc<Front>>,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) limits: Limits,
     pub(crate) stats: Arc<Stats>,
@@ -95,6 +176,8 @@ pub(crate) struct Worker {
     shared: Shared,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
+    /// Front mode: idle connections to the application.
+    pool: Pool,
     /// Connections to serve again this round (their slice ran out).
     run_queue: Vec<usize>,
     /// Connections the memory budget paused.
@@ -142,7 +225,9 @@ impl Worker {
     ) -> io::Result<Worker> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(listener.as_fd(), listener_event(shared_listener))?;
+        let pool = Pool::new(shared.front.as_ref().map_or(0, |f| f.pool));
         Ok(Worker {
+            pool,
             epoll,
             listener,
             shared_listener,
@@ -208,22 +293,29 @@ impl Worker {
                     }
                 } else if token == SIGNAL {
                     self.start_drain(now);
-                } else if let Ok(slot) = usize::try_from(token - 1) {
+                } else {
                     let f = ev.events();
                     let ready = Ready {
                         read: f.contains(EpollFlags::EPOLLIN),
                         write: f.contains(EpollFlags::EPOLLOUT),
                         hangup: f.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP),
                     };
-                    self.dispatch(slot, ready, now);
+                    let (client, up) = if token & UPSTREAM != 0 {
+                        (Ready::default(), ready)
+                    } else {
+                        (ready, Ready::default())
+                    };
+                    if let Ok(slot) = usize::try_from((token & !UPSTREAM) - 1) {
+                        self.dispatch(slot, client, up, now);
+                    }
                 }
             }
             for slot in again {
-                self.dispatch(slot, Ready::default(), now);
+                self.dispatch(slot, Ready::default(), Ready::default(), now);
             }
             if !self.paused.is_empty() && !self.shared.budget.shedding() {
                 for slot in std::mem::take(&mut self.paused) {
-                    self.dispatch(slot, Ready::default(), now);
+                    self.dispatch(slot, Ready::default(), Ready::default(), now);
                 }
             }
             if now >= next_sweep {
@@ -243,8 +335,9 @@ impl Worker {
         }
     }
 
-    /// Serves one event of a connection and applies what it asks for.
-    fn dispatch(&mut self, slot: usize, ready: Ready, now: Instant) {
+    /// Serves one event of a connection (of its client socket, or in front mode of its
+    /// application connection) and applies what it asks for.
+    fn dispatch(&mut self, slot: usize, ready: Ready, up_ready: Ready, now: Instant) {
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return; // a stale event for a connection closed earlier in this round
         };
@@ -260,7 +353,21 @@ impl Worker {
             slice: sh.slice,
             now,
         };
-        match s.conn.on_ready(ready, &mut env) {
+        let next = match &mut s.conn {
+            Client::Serve(c) => c.on_ready(ready, &mut env),
+            Client::Front(c) => {
+                let Some(front) = sh.front.as_ref() else {
+                    return;
+                };
+                let mut ups = WorkerUpstreams {
+                    pool: &mut self.pool,
+                    addr: &front.upstream,
+                    epoll: &self.epoll,
+                };
+                c.on_ready(ready, up_ready, &mut env, &mut ups)
+            }
+        };
+        match next {
             Next::Close(_) => self.close(slot),
             Next::Keep {
                 interest,
@@ -274,6 +381,12 @@ impl Worker {
                         return;
                     }
                     s.registered = interest;
+                }
+                if let Client::Front(c) = &s.conn {
+                    if !register_upstream(&self.epoll, slot, c, &mut s.up) {
+                        self.close(slot);
+                        return;
+                    }
                 }
                 if again && !self.run_queue.contains(&slot) {
                     self.run_queue.push(slot);
@@ -401,9 +514,14 @@ impl Worker {
                 continue;
             }
             stats.accepted.fetch_add(1, Ordering::Relaxed);
-            let Some(mut conn) =
-                Conn::new(sock, self.shared.tls.as_ref(), &self.shared.limits, now)
-            else {
+            let tls = self.shared.tls.as_ref();
+            let limits = &self.shared.limits;
+            let conn = match &self.shared.front {
+                Some(front) => FrontConn::new(sock, tls, front, limits, now)
+                    .map(|c| Client::Front(Box::new(c))),
+                None => Conn::new(sock, tls, limits, now).map(Client::Serve),
+            };
+            let Some(mut conn) = conn else {
                 stats.open.fetch_sub(1, Ordering::Relaxed);
                 continue;
             };
@@ -426,7 +544,11 @@ impl Worker {
                 continue;
             }
             if let Some(entry) = self.slots.get_mut(slot) {
-                *entry = Some(Slot { conn, registered });
+                *entry = Some(Slot {
+                    conn,
+                    registered,
+                    up: None,
+                });
             }
         }
     }
@@ -463,23 +585,71 @@ impl Worker {
             }
         }
         let limits = &self.shared.limits;
-        let expired: Vec<usize> = self
-            .slots
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.as_mut()
-                    .and_then(|s| s.conn.on_tick(limits, now))
-                    .map(|_| i)
-            })
-            .collect();
+        let mut expired = Vec::new();
+        let mut run = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let Some(s) = s.as_mut() else { continue };
+            match &mut s.conn {
+                Client::Serve(c) => {
+                    if c.on_tick(limits, now).is_some() {
+                        expired.push(i);
+                    }
+                }
+                Client::Front(c) => match c.on_tick(now) {
+                    Tick::Nothing => {}
+                    Tick::Run => run.push(i),
+                    Tick::Close(_) => expired.push(i),
+                },
+            }
+        }
         for slot in expired {
             self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
             self.close(slot);
         }
+        for slot in run {
+            self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            self.dispatch(slot, Ready::default(), Ready::default(), now);
+        }
         // The fair share grows as connections close: paused ones may read again.
         for slot in std::mem::take(&mut self.paused) {
-            self.dispatch(slot, Ready::default(), now);
+            self.dispatch(slot, Ready::default(), Ready::default(), now);
         }
     }
+}
+
+/// Makes epoll watch what a front connection's application connection waits for: added
+/// when the connection is new to it (a new generation), modified when only the interest
+/// changed. False if epoll refuses (the connection is then closed).
+fn register_upstream(
+    epoll: &Epoll,
+    slot: usize,
+    c: &FrontConn<Socket, UpSock>,
+    registered: &mut Option<(u64, Interest)>,
+) -> bool {
+    let Some((up, interest, generation)) = c.upstream() else {
+        // Closed (epoll forgot it with its descriptor) or given back to the pool (deleted).
+        *registered = None;
+        return true;
+    };
+    let token = UPSTREAM | (slot as u64 + 1);
+    let mut ev = EpollEvent::new(epoll_flags(interest), token);
+    match *registered {
+        Some((g, i)) if g == generation => {
+            if i != interest && epoll.modify(up.as_fd(), &mut ev).is_err() {
+                return false;
+            }
+        }
+        _ => match epoll.add(up.as_fd(), ev) {
+            Ok(()) => {}
+            // The same descriptor under a new generation (a retry reused the number).
+            Err(Errno::EEXIST) => {
+                if epoll.modify(up.as_fd(), &mut ev).is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        },
+    }
+    *registered = Some((generation, interest));
+    true
 }

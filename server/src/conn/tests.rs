@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 /// One scripted read.
 #[derive(Debug)]
-enum Op {
+pub(crate) enum Op {
     Data(Vec<u8>),
     WouldBlock,
     Eof,
@@ -16,21 +16,21 @@ enum Op {
 }
 
 #[derive(Debug, Default)]
-struct TestStream {
-    reads: VecDeque<Op>,
+pub(crate) struct TestStream {
+    pub(crate) reads: VecDeque<Op>,
     /// Every `read` call made.
-    read_calls: usize,
-    written: Vec<u8>,
+    pub(crate) read_calls: usize,
+    pub(crate) written: Vec<u8>,
     /// Bytes writes may still take (`None`: unlimited); 0 means WouldBlock.
-    room: Option<usize>,
-    write_error: Option<io::ErrorKind>,
-    shut: bool,
+    pub(crate) room: Option<usize>,
+    pub(crate) write_error: Option<io::ErrorKind>,
+    pub(crate) shut: bool,
     /// What `unsent()` reports (the kernel's send queue), if anything.
-    queue: Option<usize>,
+    pub(crate) queue: Option<usize>,
 }
 
 impl TestStream {
-    fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.reads.push_back(Op::Data(bytes.to_vec()));
     }
 }

@@ -17,7 +17,7 @@ use super::head::{reject, Reject};
 use crate::config::Limits;
 
 /// The longest chunk-size line (size plus extensions) accepted.
-const MAX_CHUNK_LINE: usize = 1024;
+pub(crate) const MAX_CHUNK_LINE: usize = 1024;
 
 /// Incremental state of a chunked body: offsets are relative to the start of the request.
 #[derive(Debug, Default)]
@@ -35,7 +35,11 @@ pub struct Chunked {
 /// A line at the front of `rest`: `Ok(Some((line without CRLF, length with it)))`, `Ok(None)`
 /// if its end is not in yet (and it is not over `max`), `Err` on a bare CR or LF or a line
 /// over `max`.
-fn line(rest: &[u8], max: usize, too_long: Reject) -> Result<Option<(&[u8], usize)>, Reject> {
+pub(crate) fn line(
+    rest: &[u8],
+    max: usize,
+    too_long: Reject,
+) -> Result<Option<(&[u8], usize)>, Reject> {
     let bare = reject(400, "line endings other than CRLF in the chunked body");
     for (i, &b) in rest.iter().enumerate() {
         if i >= max {
@@ -60,7 +64,7 @@ fn line(rest: &[u8], max: usize, too_long: Reject) -> Result<Option<(&[u8], usiz
 }
 
 /// The size of a chunk line (without its CRLF): hex digits, then nothing or an extension.
-fn chunk_size(line: &[u8]) -> Result<u64, Reject> {
+pub(crate) fn chunk_size(line: &[u8]) -> Result<u64, Reject> {
     let malformed = reject(400, "malformed chunked body");
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {

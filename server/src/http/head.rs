@@ -97,7 +97,7 @@ pub fn trim_ows(v: &[u8]) -> &[u8] {
 }
 
 /// Comma-separated list elements, trimmed, empty ones skipped.
-fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',')
         .map(trim_ows)
         .filter(|s| !s.is_empty())

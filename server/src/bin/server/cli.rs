@@ -80,6 +80,21 @@ const OPTIONS: &[Opt] = &[
         "On SIGTERM or SIGINT: stop accepting, let requests in progress finish for at most this long, then exit 0."),
     opt("nsm-device", "NSM_DEVICE", "PATH", Some("/dev/nsm"),
         "The Nitro Secure Module; when it cannot be opened, /attestation answers 503."),
+    opt("upstream", "UPSTREAM", "ADDR", None,
+        "Front mode: terminate TLS here and forward every request except the attestation endpoint to your HTTP application at tcp:IP:PORT or unix:PATH (HTTP/1.1, keep-alive, bodies streamed both ways, hop-by-hop headers dropped, the client in Forwarded and X-Forwarded-For). An application that refuses, resets or answers garbage gets the client a 502; one silent for --upstream-timeout a 504. /health and /private-data are not served in front mode."),
+    opt("attestation-path", "ATTESTATION_PATH", "PATH", Some("/.well-known/enclave-https/attestation"),
+        "Front mode: where the attestation endpoint answers (GET PATH?nonce=HEX), out of the way of your application's paths."),
+    opt("upstream-timeout", "UPSTREAM_TIMEOUT", "DURATION", Some("60s"),
+        "Front mode: how long the application may take to answer, or stay silent in the middle of an exchange (504 before its answer began; the connection is cut after)."),
+    Opt {
+        flag: "proxy-protocol",
+        env: None,
+        value: None,
+        default: None,
+        help: "Every connection starts with a PROXY protocol v2 header (host-relay's proxy-v2 route option): its client address goes to the application in front mode. Without this flag such a header is refused like any other bytes that are not TLS.",
+    },
+    opt("processes", "PROCESSES", "FILE", None,
+        "Start the processes FILE lists (/etc/enclave-https/processes in an image with a front: the application, the egress forwarder) and exit when one of them does; skipped when ENCLAVE_HTTPS_INIT is set, because our init started them already. This is how an image boots under nitro-cli's own init."),
 ];
 
 /// What the command line asks for.
@@ -108,13 +123,20 @@ pub struct Args {
     pub nsm_device: PathBuf,
     /// `--drain-timeout`.
     pub drain_timeout: Duration,
+    /// Front mode (`--upstream` and its options).
+    pub front: Option<server::front::Front>,
+    /// `--proxy-protocol`.
+    pub proxy_protocol: bool,
+    /// `--processes`.
+    pub processes: Option<PathBuf>,
 }
 
 /// The `--help` text.
 pub fn help() -> String {
     let mut s = format!(
         "server {} - the enclave's HTTPS server: GET /health, GET /attestation?nonce=HEX,\n\
-         POST and GET /private-data\n\n\
+         POST and GET /private-data; or, with --upstream, an attested TLS front for your HTTP\n\
+         application (the attestation endpoint at --attestation-path, everything else forwarded)\n\n\
          Usage: server [OPTIONS]\n\n\
          Options (each can also be set by the environment variable shown; the flag wins):\n",
         env!("CARGO_PKG_VERSION")
@@ -274,7 +296,33 @@ pub fn parse(
         idle_timeout: duration("idle-timeout")?,
         send_timeout: duration("send-timeout")?,
     };
+    let proxy_protocol = given.iter().any(|(f, _)| *f == "proxy-protocol");
+    let front = match get("upstream") {
+        None if proxy_protocol => {
+            return Err("--proxy-protocol is for front mode: it needs --upstream".into())
+        }
+        None => None,
+        Some(up) => {
+            let upstream = up
+                .parse::<server::front::UpstreamAddr>()
+                .map_err(|e| format!("--upstream: {e}"))?;
+            let path = value("attestation-path");
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                return Err(format!(
+                    "--attestation-path: {path:?} is not a path (it starts with / and has no query)"
+                ));
+            }
+            let mut front = server::front::Front::new(upstream);
+            front.local_paths = vec![path];
+            front.proxy_protocol = proxy_protocol;
+            front.upstream_timeout = duration("upstream-timeout")?;
+            Some(front)
+        }
+    };
     Ok(Command::Run(Box::new(Args {
+        front,
+        proxy_protocol,
+        processes: get("processes").map(PathBuf::from),
         listen,
         tls_files,
         plain_http,

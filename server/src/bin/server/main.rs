@@ -4,6 +4,7 @@
 //! library, which your own application uses the same way (see its crate documentation).
 
 mod app;
+mod children;
 mod cli;
 mod vault;
 
@@ -64,24 +65,56 @@ fn run(args: Args, key: Option<EnclaveKey>, memory: Option<Memory>) -> server::R
         }
     };
     let mut server = Server::bind(&config, tls)?;
-    let key = match key {
-        Some(key) => key,
-        None => EnclaveKey::generate()?,
-    };
-    // The private data of all clients together: a quarter of the budget, counted in it.
-    let vault = Vault::new(&key, config.limits.memory_budget / 4, Some(server.budget()))?;
-    drop(key);
-    println!(
-        "server: enclave key {}; /private-data keeps a sealed slot per bearer token, in memory only (lost on restart)",
-        match vault.key_source() {
-            KeySource::Environment => "from ENCLAVE_KEY_BASE64 (the same after a restart; readable by whoever holds the image: not a secret)",
-            KeySource::Generated => "generated at start (lost on restart)",
+    // Front mode serves no /private-data: no vault, no enclave key.
+    let vault = match (&args.front, key) {
+        (Some(_), _) => None,
+        (None, key) => {
+            let key = match key {
+                Some(key) => key,
+                None => EnclaveKey::generate()?,
+            };
+            // The private data of all clients together: a quarter of the budget, counted in it.
+            let vault = Vault::new(&key, config.limits.memory_budget / 4, Some(server.budget()))?;
+            drop(key);
+            println!(
+                "server: enclave key {}; /private-data keeps a sealed slot per bearer token, in memory only (lost on restart)",
+                match vault.key_source() {
+                    KeySource::Environment => "from ENCLAVE_KEY_BASE64 (the same after a restart; readable by whoever holds the image: not a secret)",
+                    KeySource::Generated => "generated at start (lost on restart)",
+                }
+            );
+            Some(vault)
         }
-    );
+    };
     // Before any thread starts, so that all of them block the two signals.
     server.stop_on_signals(args.drain_timeout)?;
     let attestation = Attestation::boxed(attester, &cert_der);
-    let app = App::new(server.stats(), server.budget(), attestation, vault);
+    if let Some(file) = &args.processes {
+        children::start(file)?;
+    }
+    let handler: Arc<dyn server::Handler> = match (args.front, vault) {
+        (Some(front), _) => {
+            let path = front.local_paths.first().cloned().unwrap_or_default();
+            println!(
+                "server: front for the application at {}; attestation at {path}{}",
+                front.upstream,
+                if front.proxy_protocol {
+                    "; client addresses from PROXY v2 headers"
+                } else {
+                    ""
+                }
+            );
+            server.front(front);
+            Arc::new(move |req: &server::Request<'_>| attestation.handle(req))
+        }
+        (None, Some(vault)) => Arc::new(App::new(
+            server.stats(),
+            server.budget(),
+            attestation,
+            vault,
+        )),
+        (None, None) => return Err(Error::Config("no enclave key".into())),
+    };
     let memory = match &memory {
         Some(m) => format!("{} MiB from {}", m.bytes / MIB, m.source),
         None => "unknown memory".to_owned(),
@@ -94,7 +127,7 @@ fn run(args: Args, key: Option<EnclaveKey>, memory: Option<Memory>) -> server::R
         config.limits.memory_budget as u64 / MIB,
         config.limits.max_connections,
     );
-    server.run(Arc::new(app))
+    server.run(handler)
 }
 
 /// Raises the soft limit on open files to the hard one: each connection is a descriptor, and
