@@ -66,6 +66,24 @@ pub enum Error {
         /// What happened.
         cause: HeartbeatFailure,
     },
+    /// A network interface could not be brought up.
+    Interface {
+        /// The interface (`lo`).
+        name: &'static str,
+        /// The step (`socket(…)`, `SIOCGIFFLAGS`, `SIOCSIFFLAGS`).
+        op: &'static str,
+        /// The cause.
+        source: nix::Error,
+    },
+    /// A process listed in the processes file could not be started.
+    Process {
+        /// Its name in the file.
+        name: String,
+        /// Its program, as the file names it.
+        program: String,
+        /// Why.
+        reason: String,
+    },
     /// The application could not be started.
     Exec {
         /// The program, as `/cmd` names it.
@@ -150,6 +168,16 @@ impl fmt::Display for Error {
                 parent: (cid, port),
                 cause,
             } => write!(f, "heartbeat: {step} (vsock {cid}:{port}): {cause}"),
+            Error::Interface { name, op, source } => write!(
+                f,
+                "bringing up the network interface {name}: {op}: {}",
+                source.desc()
+            ),
+            Error::Process {
+                name,
+                program,
+                reason,
+            } => write!(f, "starting process {name}: {program}: {reason}"),
             Error::Exec { program, reason } => {
                 write!(f, "starting the application: {program}: {reason}")
             }
@@ -162,7 +190,8 @@ impl std::error::Error for Error {
         match self {
             Error::Mount { source, .. }
             | Error::Sys { source, .. }
-            | Error::Module { source, .. } => Some(source),
+            | Error::Module { source, .. }
+            | Error::Interface { source, .. } => Some(source),
             Error::Io { source, .. } | Error::NoNsm(source) => Some(source),
             _ => None,
         }
@@ -258,6 +287,25 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "starting the application: /server: no such executable"
+        );
+        let e = Error::Interface {
+            name: "lo",
+            op: "SIOCSIFFLAGS",
+            source: nix::Error::EPERM,
+        };
+        assert_eq!(
+            e.to_string(),
+            "bringing up the network interface lo: SIOCSIFFLAGS: Operation not permitted"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        let e = Error::Process {
+            name: "web".into(),
+            program: "httpd".into(),
+            reason: "no such executable".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "starting process web: httpd: no such executable"
         );
     }
 }

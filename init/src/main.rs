@@ -8,9 +8,14 @@
 //! 4. wait for the heartbeat's answer (or its deadline);
 //! 5. read the application's `/cmd` and `/env`, switch root into `/rootfs`, mount /dev/pts,
 //!    /dev/shm, /tmp and /run there, raise the open-file limit;
-//! 6. start the application and supervise it (signals forwarded, orphans reaped);
-//! 7. when the application ends, or any step fails, say why, sync and reboot, which ends
-//!    the enclave (no hang, no kernel panic loop).
+//! 6. bring up the loopback interface `lo` (127.0.0.0/8);
+//! 7. read the processes file (`/etc/enclave-https/processes` in the new root), if any, and
+//!    find every program to run;
+//! 8. start the application alone on the console, or, when processes are listed, each of them
+//!    and then the application, their output copied to the console line by line as
+//!    `[NAME] …`; supervise them (signals forwarded to all, orphans reaped);
+//! 9. when one of them ends, or any step fails, say why, sync and reboot, which ends the
+//!    enclave (no hang, no kernel panic loop).
 //!
 //! Which failures are fatal, decided once: every step is, except opening the console (the
 //! kernel's console is still there) and the heartbeat (the parent judges a launch without
@@ -25,6 +30,9 @@ mod error;
 mod heartbeat;
 mod modules;
 mod mounts;
+mod net;
+mod output;
+mod processes;
 mod rootfs;
 mod supervise;
 mod sys;
@@ -32,7 +40,6 @@ mod sys;
 use error::{sys as syserr, Error, Result};
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::sys::resource::{setrlimit, Resource};
-use std::ffi::CString;
 use std::path::Path;
 
 /// Open files the application may have (the kernel's default of 1024 is too few for a
@@ -45,10 +52,16 @@ fn main() {
         std::process::exit(1);
     }
     match boot() {
-        Ok(ended) => info!(
-            "application (pid {}) ended with status {} ({:?}); rebooting",
-            ended.pid, ended.code, ended.status
-        ),
+        Ok(ended) => match &ended.name {
+            None => info!(
+                "application (pid {}) ended with status {} ({:?}); rebooting",
+                ended.pid, ended.code, ended.status
+            ),
+            Some(name) => info!(
+                "process {name} (pid {}) exited with status {} ({:?}); rebooting",
+                ended.pid, ended.code, ended.status
+            ),
+        },
         Err(e) => console::log("error", &format!("{e}; rebooting")),
     }
     supervise::kill_all();
@@ -122,17 +135,26 @@ fn boot() -> Result<supervise::Ended> {
     }
     setrlimit(Resource::RLIMIT_NOFILE, NOFILE, NOFILE).map_err(syserr("raising RLIMIT_NOFILE"))?;
 
-    let path = app::path_var(&app.env);
-    let resolved = app::resolve(&program, &path, root).ok_or_else(|| Error::Exec {
-        program: program.clone(),
-        reason: format!("no such executable in the application's root file system (PATH={path})"),
-    })?;
-    let resolved =
-        CString::new(resolved.as_os_str().as_encoded_bytes()).map_err(|_| Error::Exec {
-            program: program.clone(),
-            reason: "the path contains a NUL byte".into(),
-        })?;
-    supervise::run(&resolved, &app.argv, &app.env, |pid| {
-        info!("exec {} as pid {pid}", resolved.to_string_lossy());
+    net::up(net::LOOPBACK)?;
+    info!("loopback {} up", net::LOOPBACK);
+
+    let listed = processes::read(Path::new(contract::processes::PATH))?;
+    if !listed.is_empty() {
+        let names: Vec<&str> = listed.iter().map(|p| p.name.as_str()).collect();
+        info!(
+            "processes: {} listed in {} ({})",
+            listed.len(),
+            contract::processes::PATH,
+            names.join(", ")
+        );
+    }
+    let starts = processes::plan(&app, &listed, root)?;
+    supervise::run(&starts, |i, pid| {
+        let Some(start) = starts.get(i) else { return };
+        let program = start.program.to_string_lossy();
+        match &start.name {
+            None => info!("exec {program} as pid {pid}"),
+            Some(name) => info!("exec {program} as pid {pid} ({name})"),
+        }
     })
 }

@@ -165,6 +165,69 @@ pub fn faults(image: &Image, tools: &Tools) -> Vec<Outcome> {
     outcomes
 }
 
+/// The processes file of [`processes`]: Debian's static busybox as a web server on loopback.
+const PROCESSES_FILE: &str = "process web\narg /busybox\narg httpd\narg -f\narg -vv\narg -p\n\
+                              arg 127.0.0.1:8080\narg -h\narg /www\n";
+
+/// The page it serves.
+const PROCESSES_PAGE: &str = "a page served over the enclave's loopback\n";
+
+/// An image of several processes (its processes file placed by hand through `[[app.files]]`):
+/// busybox's httpd, listed as `web`, serves a page on 127.0.0.1 (init brought `lo` up); the
+/// `/cmd` program (busybox's sh) fetches it, writes a last line without a newline and exits 3.
+/// Every line reaches the console prefixed with its process's name, and the enclave reboots
+/// with a line naming the process that ended.
+pub fn processes(image: &Image, tools: &Tools) -> Vec<Outcome> {
+    let busybox = Path::new("/bin/busybox");
+    let r = (|| -> Result {
+        if !busybox.is_file() {
+            return err("no /bin/busybox: install Debian's busybox-static (`cargo xtask setup`)");
+        }
+        let dir = image.dir.join("faults").join("processes");
+        fs::create_dir_all(dir.join("www")).ctx(|| format!("creating {}", dir.display()))?;
+        fs::write(dir.join("processes"), PROCESSES_FILE).ctx(|| "writing processes".into())?;
+        fs::write(dir.join("www/index.html"), PROCESSES_PAGE).ctx(|| "writing the page".into())?;
+        let manifest = format!(
+            "[app]\nbinary = \"{}\"\nargs = [\"/busybox\", \"sh\", \"-c\", \"sleep 2; \
+             /busybox wget -q -O - http://127.0.0.1:8080/index.html; printf 'last words'; \
+             sleep 1; exit 3\"]\nenv = {{ PATH = \"/\" }}\n\n\
+             [[app.files]]\nsrc = \"processes\"\ndst = \"/etc/enclave-https/processes\"\n\
+             mode = 0o644\n\n\
+             [[app.files]]\nsrc = \"www/index.html\"\ndst = \"/www/index.html\"\nmode = 0o644\n",
+            busybox.display()
+        );
+        let dir = variant(image, "processes", &manifest)?;
+        let run = dir.join("run");
+        boot_once(
+            tools,
+            enclave::Image::Eif(dir.join("enclave.eif")),
+            &run,
+            "init: process busybox (pid",
+        )?;
+        let console = fs::read_to_string(run.join("console.log")).ctx(|| "console.log".into())?;
+        for want in [
+            "init: loopback lo up",
+            "init: processes: 1 listed in /etc/enclave-https/processes (web)",
+            "(web)\n",
+            "(busybox)\n",
+            "[web] 127.0.0.1:",
+            &format!("[busybox] {PROCESSES_PAGE}"),
+            "[busybox] last words\n",
+            ") exited with status 3 (",
+        ] {
+            if !console.contains(want) {
+                return err(format!("the console never said {want:?}"));
+            }
+        }
+        Ok(())
+    })();
+    vec![outcome(
+        "processes: a listed web server and the application share loopback, their lines are \
+         prefixed, and one's exit reboots naming it",
+        r,
+    )]
+}
+
 /// Boots `eif` in 64 MiB in the background, its run files in `dir`, forwarded from a free
 /// port, until its server answers; the options say where (stop it with `enclave::stop`).
 fn boot_detached(eif: PathBuf, dir: PathBuf) -> (Options, Result) {

@@ -347,6 +347,7 @@ fn boot_tests(image: &eif::Image) -> Result {
     let mut outcomes = boot_tests::serve(image);
     outcomes.extend(boot_tests::examples(image));
     outcomes.extend(boot_tests::faults(image, &tools));
+    outcomes.extend(boot_tests::processes(image, &tools));
     check::report("boot tests", &outcomes)
 }
 

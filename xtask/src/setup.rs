@@ -49,6 +49,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "tests: makes the container image the OCI import is tested with, and unpacks it for \
          the golden comparison",
     ),
+    (
+        "busybox-static",
+        "tests: the static programs of the boot test of several processes (httpd, wget, sh)",
+    ),
 ];
 
 /// Adds the musl target to the toolchain in use (rustup does not do it by itself for an
