@@ -134,6 +134,87 @@ impl Handler for Attestation {
     }
 }
 
+/// The most bytes of each field the local API takes: the NSM's own limits (nonce and user
+/// data 512 bytes, public key 1024).
+pub const LOCAL_LIMITS: [(&str, usize); 3] =
+    [("nonce", 512), ("user_data", 512), ("public_key", 1024)];
+
+/// The application's own attestation API, served on loopback in front mode
+/// (`--local-attestation`): `GET /attestation?nonce=HEX&user_data=HEX&public_key=HEX`, each
+/// field optional (empty when absent) and of the application's choosing, answers the NSM's
+/// document (`application/cbor`). An application attests its own results with it (a
+/// computed answer in `user_data`), or binds its own key (`public_key`). Only processes inside
+/// the enclave reach it: it listens on 127.0.0.1 and is never forwarded.
+pub struct LocalAttestation {
+    attester: Option<Box<dyn Attester>>,
+}
+
+impl std::fmt::Debug for LocalAttestation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAttestation")
+            .field("nsm", &self.attester.is_some())
+            .finish()
+    }
+}
+
+/// The three fields of a local attestation request, from its query.
+pub fn local_fields(query: Option<&str>) -> Result<[Vec<u8>; 3], String> {
+    let mut fields: [Option<Vec<u8>>; 3] = [None, None, None];
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(i) = LOCAL_LIMITS.iter().position(|(k, _)| *k == key) else {
+            return Err(format!(
+                "unknown parameter {key:?} (expected nonce, user_data, public_key)"
+            ));
+        };
+        let (name, max) = LOCAL_LIMITS[i];
+        if fields[i].is_some() {
+            return Err(format!("{name} given more than once"));
+        }
+        let bytes = contract::hex::decode(value).map_err(|_| format!("{name} is not hex"))?;
+        if bytes.len() > max {
+            return Err(format!("{name} is longer than {max} bytes"));
+        }
+        fields[i] = Some(bytes);
+    }
+    Ok(fields.map(Option::unwrap_or_default))
+}
+
+impl LocalAttestation {
+    /// The API over `attester` (None: every request answers 503).
+    pub fn new(attester: Option<Box<dyn Attester>>) -> LocalAttestation {
+        LocalAttestation { attester }
+    }
+}
+
+impl Handler for LocalAttestation {
+    fn handle(&self, req: &Request<'_>) -> Response {
+        if req.path() != "/attestation" {
+            return Response::json_error(404, "not found: the local attestation API is GET /attestation?nonce=HEX&user_data=HEX&public_key=HEX");
+        }
+        if !matches!(req.method(), "GET" | "HEAD") {
+            return Response::json_error(405, "method not allowed")
+                .with_header("Allow", "GET, HEAD");
+        }
+        let [nonce, user_data, public_key] = match local_fields(req.query()) {
+            Ok(f) => f,
+            Err(msg) => return Response::json_error(400, &msg),
+        };
+        let Some(attester) = &self.attester else {
+            return Response::json_error(
+                503,
+                "no NSM (/dev/nsm): not running in a Nitro enclave, so no attestation document",
+            );
+        };
+        match attester.attest(&user_data, &nonce, &public_key) {
+            Ok(doc) => {
+                Response::new(200, "application/cbor", doc).with_header("Cache-Control", "no-store")
+            }
+            Err(_) => Response::json_error(502, "the NSM did not produce a document"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +239,50 @@ mod tests {
 
     fn get(a: &Attestation, query: Option<&str>) -> Response {
         a.handle(&Request::new("GET", "/attestation", query, &[], b""))
+    }
+
+    #[test]
+    fn the_local_api_passes_the_applications_fields() {
+        let calls = Calls::default();
+        let api = LocalAttestation::new(Some(Box::new(FakeNsm(Arc::clone(&calls)))));
+        let get = |path: &str, q: Option<&str>| {
+            Handler::handle(&api, &Request::new("GET", path, q, &[], b""))
+        };
+        let r = get("/attestation", Some("user_data=2a&nonce=0102"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.content_type, "application/cbor");
+        let r = get("/attestation", None);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            vec![(vec![0x2a], vec![1, 2], vec![]), (vec![], vec![], vec![])]
+        );
+        for (q, msg) in [
+            ("nonce=zz", "nonce is not hex"),
+            (
+                "user_data=00&user_data=01",
+                "user_data given more than once",
+            ),
+            (
+                "key=00",
+                r#"unknown parameter \"key\" (expected nonce, user_data, public_key)"#,
+            ),
+        ] {
+            let r = get("/attestation", Some(q));
+            assert_eq!(r.status, 400);
+            assert!(String::from_utf8_lossy(&r.body).contains(msg), "{q}");
+        }
+        let long = format!("public_key={}", "ab".repeat(1025));
+        assert!(
+            String::from_utf8_lossy(&get("/attestation", Some(&long)).body)
+                .contains("public_key is longer than 1024 bytes")
+        );
+        assert_eq!(get("/other", None).status, 404);
+        let none = LocalAttestation::new(None);
+        assert_eq!(
+            Handler::handle(&none, &Request::new("GET", "/attestation", None, &[], b"")).status,
+            503
+        );
     }
 
     #[test]

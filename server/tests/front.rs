@@ -486,4 +486,27 @@ mod tests {
         assert_eq!(read_response(&mut tls, false).status, 200);
         assert_eq!(app.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
+
+    #[test]
+    fn the_application_has_a_local_attestation_api_on_loopback() {
+        let app = App::start(Mode::Good);
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("tcp:127.0.0.1:{port}");
+        let _srv = front(&app, &["--local-attestation", &addr]);
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /attestation?nonce=01&user_data=2a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false);
+        // No NSM outside an enclave: the API is there and says so.
+        assert_eq!(r.status, 503, "{}", r.head);
+        assert!(String::from_utf8_lossy(&r.body).contains("no NSM"));
+        s.write_all(b"GET /attestation?colour=red HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut s, false).status, 400);
+    }
 }

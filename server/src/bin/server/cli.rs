@@ -86,6 +86,8 @@ const OPTIONS: &[Opt] = &[
         "Front mode: where the attestation endpoint answers (GET PATH?nonce=HEX), out of the way of your application's paths."),
     opt("upstream-timeout", "UPSTREAM_TIMEOUT", "DURATION", Some("60s"),
         "Front mode: how long the application may take to answer, or stay silent in the middle of an exchange (504 before its answer began; the connection is cut after)."),
+    opt("local-attestation", "LOCAL_ATTESTATION", "ADDR|off", Some("tcp:127.0.0.1:9901"),
+        "Front mode: the application's own attestation API, plain HTTP on a loopback address only: GET /attestation?nonce=HEX&user_data=HEX&public_key=HEX answers the NSM's document (application/cbor) with the fields the application chose, so it can attest its own results. off: none."),
     Opt {
         flag: "proxy-protocol",
         env: None,
@@ -127,6 +129,8 @@ pub struct Args {
     pub front: Option<server::front::Front>,
     /// `--proxy-protocol`.
     pub proxy_protocol: bool,
+    /// `--local-attestation` (front mode; None: off).
+    pub local_attestation: Option<ListenAddr>,
     /// `--processes`.
     pub processes: Option<PathBuf>,
 }
@@ -319,8 +323,21 @@ pub fn parse(
             Some(front)
         }
     };
+    let local_attestation = match (&front, value("local-attestation").as_str()) {
+        (None, _) | (_, "off") => None,
+        (Some(_), v) => match v.parse::<ListenAddr>() {
+            Ok(ListenAddr::Tcp(a)) if a.ip().is_loopback() => Some(ListenAddr::Tcp(a)),
+            Ok(_) => {
+                return Err(format!(
+                    "--local-attestation: {v:?} is not a loopback TCP address: the API is for processes inside the enclave only"
+                ))
+            }
+            Err(e) => return Err(format!("--local-attestation: {e}")),
+        },
+    };
     Ok(Command::Run(Box::new(Args {
         front,
+        local_attestation,
         proxy_protocol,
         processes: get("processes").map(PathBuf::from),
         listen,
@@ -478,5 +495,48 @@ mod tests {
         assert!(
             matches!(parse(["-V".to_owned()], |_| None, 0), Ok(Command::Print(v)) if v.starts_with("server "))
         );
+    }
+
+    #[test]
+    fn front_mode_options() {
+        let a = run(&["--upstream", "tcp:127.0.0.1:8080"], &[]).unwrap();
+        let front = a.front.unwrap();
+        assert_eq!(front.upstream.to_string(), "tcp:127.0.0.1:8080");
+        assert_eq!(
+            front.local_paths,
+            ["/.well-known/enclave-https/attestation"]
+        );
+        assert!(!front.proxy_protocol);
+        assert_eq!(
+            a.local_attestation,
+            Some("tcp:127.0.0.1:9901".parse().unwrap())
+        );
+        let a = run(
+            &[
+                "--upstream",
+                "unix:/run/app.sock",
+                "--proxy-protocol",
+                "--attestation-path",
+                "/_attest",
+            ],
+            &[("LOCAL_ATTESTATION", "off"), ("UPSTREAM_TIMEOUT", "5s")],
+        )
+        .unwrap();
+        let front = a.front.unwrap();
+        assert!(front.proxy_protocol);
+        assert_eq!(front.local_paths, ["/_attest"]);
+        assert_eq!(front.upstream_timeout, Duration::from_secs(5));
+        assert_eq!(a.local_attestation, None);
+        // Without --upstream there is no front and no local API.
+        let a = run(&[], &[]).unwrap();
+        assert!(a.front.is_none() && a.local_attestation.is_none());
+        for (args, msg) in [
+            (&["--proxy-protocol"][..], "--proxy-protocol is for front mode: it needs --upstream"),
+            (&["--upstream", "tcp:localhost:80"], "--upstream: `tcp:localhost:80`: expected tcp:IP:PORT with a numeric IP (IPv6 in brackets): there is no name lookup in an enclave"),
+            (&["--upstream", "tcp:127.0.0.1:80", "--attestation-path", "x"], "--attestation-path: \"x\" is not a path (it starts with / and has no query)"),
+            (&["--upstream", "tcp:127.0.0.1:80", "--local-attestation", "tcp:0.0.0.0:9901"], "--local-attestation: \"tcp:0.0.0.0:9901\" is not a loopback TCP address: the API is for processes inside the enclave only"),
+        ] {
+            assert_eq!(run(args, &[]).unwrap_err(), msg);
+        }
     }
 }

@@ -105,6 +105,9 @@ fn run(args: Args, key: Option<EnclaveKey>, memory: Option<Memory>) -> server::R
                 }
             );
             server.front(front);
+            if let Some(addr) = args.local_attestation {
+                local_attestation(addr, &args.nsm_device)?;
+            }
             Arc::new(move |req: &server::Request<'_>| attestation.handle(req))
         }
         (None, Some(vault)) => Arc::new(App::new(
@@ -128,6 +131,39 @@ fn run(args: Args, key: Option<EnclaveKey>, memory: Option<Memory>) -> server::R
         config.limits.max_connections,
     );
     server.run(handler)
+}
+
+/// Starts the application's local attestation API (front mode): a small plain-HTTP server of
+/// its own on a loopback address, with its own NSM handle and a 4 MiB budget.
+fn local_attestation(addr: ListenAddr, nsm_device: &std::path::Path) -> server::Result<()> {
+    let attester = Nsm::open(nsm_device)
+        .ok()
+        .map(|n| Box::new(n) as Box<dyn Attester>);
+    let limits = server::Limits {
+        max_connections: 64,
+        memory_budget: server::config::MIN_MEMORY_BUDGET,
+        ..server::Limits::default()
+    };
+    let config = Config {
+        listen: addr,
+        workers: 1,
+        limits,
+    };
+    let local = Server::bind(&config, None)?;
+    println!(
+        "server: local attestation API for the application on {} (GET /attestation?nonce=HEX&user_data=HEX&public_key=HEX)",
+        local.local_addr()
+    );
+    let api = Arc::new(server::attest::LocalAttestation::new(attester));
+    std::thread::Builder::new()
+        .name("local-attestation".into())
+        .spawn(move || {
+            if let Err(e) = local.run(api) {
+                eprintln!("server: local attestation API: {e}");
+            }
+        })
+        .map_err(Error::Spawn)?;
+    Ok(())
 }
 
 /// Raises the soft limit on open files to the hard one: each connection is a descriptor, and
