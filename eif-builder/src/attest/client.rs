@@ -30,25 +30,43 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Bytes of fresh randomness in each nonce.
 pub const NONCE_BYTES: usize = 32;
 
-/// Where the enclave's server listens: `https://HOST[:PORT][/]`.
+/// The attestation endpoint's path when the URL names none (the default server's).
+pub const DEFAULT_PATH: &str = "/attestation";
+
+/// Where the enclave's server listens, and its attestation endpoint:
+/// `https://HOST[:PORT][/PATH]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// A DNS name or an IP address (without brackets).
     pub host: String,
     /// The TCP port (443 by default).
     pub port: u16,
+    /// The attestation endpoint's path ([`DEFAULT_PATH`] when the URL has none; a server in
+    /// front mode answers at `/.well-known/enclave-https/attestation`).
+    pub path: String,
 }
 
 impl Target {
-    /// Parses `https://HOST[:PORT][/]`; IPv6 addresses go in brackets.
+    /// Parses `https://HOST[:PORT][/PATH]`; IPv6 addresses go in brackets. The path, if any,
+    /// is the attestation endpoint's (no query: the nonce is added).
     pub fn parse(url: &str) -> Result<Target> {
         let bad = |detail: &str| Error::invalid(format!("URL {url:?}"), detail.to_string());
         let rest = url
             .strip_prefix("https://")
             .ok_or_else(|| bad("must start with https://"))?;
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.contains(['/', '?', '#', '@']) || authority.is_empty() {
-            return Err(bad("expected https://HOST:PORT with no path"));
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let path = match path {
+            "" | "/" => DEFAULT_PATH,
+            p if p.contains(['?', '#', ' ']) || p.bytes().any(|b| b < 0x21 || b > 0x7e) => {
+                return Err(bad("the path must be plain (no query: the nonce is added)"))
+            }
+            p => p,
+        };
+        if authority.contains(['?', '#', '@']) || authority.is_empty() {
+            return Err(bad("expected https://HOST:PORT[/PATH]"));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
@@ -77,6 +95,7 @@ impl Target {
         Ok(Target {
             host: host.to_string(),
             port,
+            path: path.to_string(),
         })
     }
 }
@@ -283,7 +302,7 @@ pub fn read_response(stream: &mut impl Read) -> Result<(ResponseHead, Vec<u8>)> 
     Ok((head, body))
 }
 
-/// Connects to `target` over TLS, asks for `/attestation?nonce=HEX` and returns the document
+/// Connects to `target` over TLS, asks for `PATH?nonce=HEX` and returns the document
 /// with the certificate of this connection. Nothing is verified yet.
 pub fn fetch(target: &Target, nonce: &[u8], timeout: Duration) -> Result<Fetched> {
     let place = format!("{}:{}", target.host, target.port);
@@ -318,8 +337,9 @@ pub fn fetch(target: &Target, nonce: &[u8], timeout: Duration) -> Result<Fetched
         place.clone()
     };
     let request = format!(
-        "GET /attestation?nonce={} HTTP/1.1\r\nHost: {host_header}\r\n\
+        "GET {}?nonce={} HTTP/1.1\r\nHost: {host_header}\r\n\
          Accept: application/cbor\r\nConnection: close\r\n\r\n",
+        target.path,
         hex(nonce)
     );
     tls.write_all(request.as_bytes())
@@ -358,7 +378,7 @@ pub fn fetch(target: &Target, nonce: &[u8], timeout: Duration) -> Result<Fetched
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
         return Err(Error::invalid(
-            format!("GET /attestation on {place}"),
+            format!("GET {} on {place}", target.path),
             format!("status {}: {text}", head.status),
         ));
     }
@@ -378,17 +398,25 @@ mod tests {
             Target::parse("https://127.0.0.1:8443").unwrap(),
             Target {
                 host: "127.0.0.1".into(),
-                port: 8443
+                port: 8443,
+                path: "/attestation".into(),
             }
         );
         assert_eq!(Target::parse("https://example.com/").unwrap().port, 443);
+        assert_eq!(
+            Target::parse("https://127.0.0.1:8443/.well-known/enclave-https/attestation")
+                .unwrap()
+                .path,
+            "/.well-known/enclave-https/attestation"
+        );
         assert_eq!(Target::parse("https://[::1]:9/").unwrap().host, "::1");
         for bad in [
             "http://x:1",
             "https://",
             "https://x:0",
             "https://x:99999",
-            "https://x/path",
+            "https://x/path?nonce=00",
+            "https://x/a b",
             "https://u@x",
             "https://[::1",
         ] {

@@ -46,7 +46,8 @@ pub(crate) struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AttestArgs {
-    /// The enclave's HTTPS server, https://HOST:PORT (through the relay).
+    /// The enclave's HTTPS server, https://HOST:PORT (through the relay), and its attestation
+    /// endpoint's path if not /attestation (a front: https://HOST:PORT/.well-known/enclave-https/attestation).
     #[arg(value_name = "URL")]
     url: String,
     #[command(flatten)]
