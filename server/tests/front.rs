@@ -509,4 +509,87 @@ mod tests {
             .unwrap();
         assert_eq!(read_response(&mut s, false).status, 400);
     }
+
+    /// Under an init that is not ours (nitro-cli's runs only `/cmd`), the front starts the
+    /// processes the image lists itself: here Debian's busybox httpd as the application; and
+    /// when it ends, the front exits, which ends the enclave.
+    #[test]
+    fn without_our_init_the_front_starts_the_application_itself() {
+        let busybox = "/bin/busybox";
+        assert!(
+            std::path::Path::new(busybox).is_file(),
+            "this test needs Debian's busybox-static (`cargo xtask setup`)"
+        );
+        let dir = std::env::temp_dir().join(format!("front-processes-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::write(
+            dir.join("www/page.txt"),
+            "served by a process the front started\n",
+        )
+        .unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = dir.join("processes");
+        std::fs::write(
+            &file,
+            format!(
+                "process app\narg {busybox}\narg httpd\narg -f\narg -p\narg 127.0.0.1:{port}\narg -h\narg {}\nenv PATH=/bin\n",
+                dir.join("www").display()
+            ),
+        )
+        .unwrap();
+        let up = format!("tcp:127.0.0.1:{port}");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+        common::server_args(&mut cmd);
+        cmd.args(["--upstream", &up, "--processes"])
+            .arg(&file)
+            .env_remove("ENCLAVE_HTTPS_INIT");
+        let mut srv = common::start_exact(cmd);
+        let mut body = String::new();
+        for _ in 0..50 {
+            let mut tls = srv.tls();
+            tls.write_all(b"GET /page.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let r = read_response(&mut tls, false);
+            if r.status == 200 {
+                body = String::from_utf8(r.body).unwrap();
+                break;
+            }
+            thread::sleep(Duration::from_millis(100)); // httpd still starting: 502
+        }
+        assert_eq!(body, "served by a process the front started\n");
+        // The application ends: so does the front.
+        // Its child, found by parent pid (the start line came before the startup line).
+        let server_pid = srv.child.id().to_string();
+        let pid: i32 = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|st| {
+                    st.rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().nth(1))
+                        == Some(server_pid.as_str())
+                })
+            })
+            .expect("the application process");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let status = srv.child.wait().unwrap();
+        assert_eq!(status.code(), Some(1));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // Under our init (ENCLAVE_HTTPS_INIT set) it leaves them alone.
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+        common::server_args(&mut cmd);
+        cmd.args(["--upstream", &up, "--processes", "/nonexistent/processes"])
+            .env("ENCLAVE_HTTPS_INIT", "1");
+        let _srv = common::start_exact(cmd);
+    }
 }
