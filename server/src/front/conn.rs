@@ -407,6 +407,8 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
                     Err(f) => {
                         let head_sent = self.ex.as_ref().is_some_and(|e| e.head_sent);
                         if head_sent {
+                            // What came before the failure still goes out (best effort).
+                            let _ = self.tls.flush(&mut self.sock);
                             return Next::Close(Closed::Upstream);
                         }
                         self.fail(f, env);
@@ -782,47 +784,36 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
         // The response from the application.
         let mut up_eof = false;
         if up_ready.read || up_ready.hangup {
-            for _ in 0..READS_PER_WAKEUP {
-                if matches!(ex.resp, RespBody::Done)
-                    || self.tls.pending_out() >= OUT_HIGH_WATER
-                    || ex.up_in.len() >= UP_IN_MAX
-                {
-                    break;
-                }
-                let Some(up) = ex.up.as_mut() else {
-                    break;
-                };
-                let old = ex.up_in.len();
-                ex.up_in.resize(UP_IN_MAX, 0);
-                match up.read(ex.up_in.get_mut(old..).unwrap_or_default()) {
-                    Ok(0) => {
-                        ex.up_in.truncate(old);
-                        up_eof = true;
-                        break;
+            // read_to_end over a bounded `take`: until the socket is empty, EOF or the limit,
+            // into the buffer's spare capacity (nothing zero-filled first), what it read kept
+            // even when it ends in WouldBlock.
+            let room = UP_IN_MAX.saturating_sub(ex.up_in.len());
+            let wanted = !matches!(ex.resp, RespBody::Done)
+                && self.tls.pending_out() < OUT_HIGH_WATER
+                && room > 0;
+            if let (true, Some(up)) = (wanted, ex.up.as_mut()) {
+                let before = ex.up_in.len();
+                let r = Read::take(&mut *up, room as u64).read_to_end(&mut ex.up_in);
+                let got = ex.up_in.len() - before;
+                moved |= got > 0;
+                match r {
+                    Ok(_) if got < room => up_eof = true,
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(_) if matches!(ex.resp, RespBody::Head) && ex.up_in.is_empty() => {
+                        return retry_or(
+                            ex,
+                            &mut self.up_gen,
+                            upstreams,
+                            "the application reset the connection",
+                        );
                     }
-                    Ok(n) => {
-                        ex.up_in.truncate(old + n);
-                        moved = true;
-                        if old + n < UP_IN_MAX {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ex.up_in.truncate(old);
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => ex.up_in.truncate(old),
                     Err(_) => {
-                        ex.up_in.truncate(old);
-                        if matches!(ex.resp, RespBody::Head) && ex.up_in.is_empty() {
-                            return retry_or(
-                                ex,
-                                &mut self.up_gen,
-                                upstreams,
-                                "the application reset the connection",
-                            );
-                        }
-                        return Err(Failure::Upstream("the application reset the connection"));
+                        return Err(Failure::Upstream("the application reset the connection"))
                     }
                 }
             }
@@ -915,10 +906,6 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
                     *left -= k as u64;
                     if *left == 0 {
                         ex.resp = RespBody::Done;
-                    } else if up_eof {
-                        return Err(Failure::Upstream(
-                            "the application's response was cut short",
-                        ));
                     }
                 }
                 RespBody::Chunked(dec) => {
@@ -940,10 +927,6 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
                             env.out.extend_from_slice(chunks::LAST);
                         }
                         ex.resp = RespBody::Done;
-                    } else if up_eof {
-                        return Err(Failure::Upstream(
-                            "the application's response was cut short",
-                        ));
                     }
                 }
                 RespBody::UntilClose => {
@@ -975,7 +958,10 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
                 moved = true;
             }
             if up_eof && !matches!(ex.resp, RespBody::Done) {
-                return Err(Failure::Upstream("the application closed the connection"));
+                // What came is with the client; the framing tells it the rest is missing.
+                return Err(Failure::Upstream(
+                    "the application's response was cut short",
+                ));
             }
             if up_eof {
                 ex.reusable = false;
