@@ -19,6 +19,7 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// files are seeds for it.
 pub const TARGETS: &[(&str, &[&str])] = &[
     ("http", &[]),
+    ("front", &[]),
     ("memory_files", &[]),
     ("eif", &["eif-builder/tests/data/golden"]),
     ("cpio", &["eif-builder/tests/data/golden"]),
