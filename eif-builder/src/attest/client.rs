@@ -60,7 +60,7 @@ impl Target {
         };
         let path = match path {
             "" | "/" => DEFAULT_PATH,
-            p if p.contains(['?', '#', ' ']) || p.bytes().any(|b| b < 0x21 || b > 0x7e) => {
+            p if p.contains(['?', '#', ' ']) || p.bytes().any(|b| !(0x21..=0x7e).contains(&b)) => {
                 return Err(bad("the path must be plain (no query: the nonce is added)"))
             }
             p => p,
