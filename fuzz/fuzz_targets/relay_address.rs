@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = Route::parse(text);
+    let _ = host_relay::cli::routes_text(text, "fuzz");
     for listen in [true, false] {
         if let Ok(a) = Addr::parse(text, listen) {
             let back = Addr::parse(&a.to_string(), listen).expect("a printed address parses");

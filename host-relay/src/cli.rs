@@ -19,6 +19,8 @@ struct Opt(
 const OPTIONS: &[Opt] = &[
     Opt("route", Some("LISTEN=TARGET[,proxy-v2][,max-conns=N]"), None,
         "A route (repeatable, at least one). LISTEN: tcp:HOST:PORT, unix:PATH or vsock:CID|any:PORT. TARGET: tcp:HOST:PORT, unix:PATH, vsock:CID:PORT or vsock-uds:PATH:PORT. A vsock listener only ever connects to its one target."),
+    Opt("routes", Some("FILE"), None,
+        "Routes from FILE (repeatable, with or without --route): one LISTEN=TARGET[,OPTION...] per line; blank lines and lines starting with # are skipped. `eif-builder image` writes the parent's egress routes as such a file (egress-routes)."),
     Opt("workers", Some("N"), Some("0"), "Worker threads, one epoll loop each; 0 means one per CPU."),
     Opt("max-conns", Some("N"), Some("10000"), "Connections per route; beyond it new ones are accepted and closed at once."),
     Opt("idle-timeout", Some("DURATION"), Some("10m"), "Close a connection after this long without a byte moving (0: never)."),
@@ -61,7 +63,7 @@ pub struct Args {
 pub fn help() -> String {
     let mut s = format!(
         "host-relay {} - forward bytes between TCP, Unix sockets and vsock (splice, no payload parsing)\n\n\
-         Usage: host-relay --route LISTEN=TARGET [--route ...] [OPTIONS]\n\n\
+         Usage: host-relay --route LISTEN=TARGET [--route ...] [--routes FILE ...] [OPTIONS]\n\n\
          Example: host-relay --route tcp:0.0.0.0:443=vsock:16:443 --metrics tcp:127.0.0.1:9100\n\nOptions:\n",
         env!("CARGO_PKG_VERSION")
     );
@@ -90,6 +92,45 @@ fn duration(flag: &str, v: &str) -> Result<Duration, Usage> {
 fn number(flag: &str, v: &str) -> Result<usize, Usage> {
     v.parse()
         .map_err(|_| Usage(format!("--{flag}: `{v}` is not a number")))
+}
+
+/// The largest `--routes` file read.
+pub const MAX_ROUTES_FILE: u64 = 1 << 20;
+
+/// The routes of a `--routes` file's `text`; `file` names it in errors, with the line.
+pub fn routes_text(text: &str, file: &str) -> Result<Vec<Route>, Usage> {
+    let mut routes = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let r = Route::parse(line)
+            .map_err(|e| Usage(format!("--routes {file} line {}: {}", i + 1, e.0)))?;
+        routes.push(r);
+    }
+    if routes.is_empty() {
+        return Err(Usage(format!("--routes {file}: lists no route")));
+    }
+    Ok(routes)
+}
+
+/// Reads a `--routes` file (at most [`MAX_ROUTES_FILE`] bytes of UTF-8).
+pub fn routes_file(file: &str) -> Result<Vec<Route>, Usage> {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| Usage(format!("--routes {file}: cannot read it: {e}"));
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_ROUTES_FILE + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_ROUTES_FILE {
+        return Err(Usage(format!(
+            "--routes {file}: larger than {MAX_ROUTES_FILE} bytes"
+        )));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Usage(format!("--routes {file}: is not UTF-8 text")))?;
+    routes_text(&text, file)
 }
 
 /// Parses the arguments (without the program name).
@@ -142,13 +183,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Usage> {
             .unwrap_or_default()
     };
     let has = |flag: &str| values.iter().any(|(f, _)| *f == flag);
-    let routes = values
-        .iter()
-        .filter(|(f, _)| *f == "route")
-        .map(|(_, v)| Route::parse(v))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut routes = Vec::new();
+    for (flag, v) in &values {
+        match *flag {
+            "route" => routes.push(Route::parse(v)?),
+            "routes" => routes.extend(routes_file(v)?),
+            _ => {}
+        }
+    }
     if routes.is_empty() {
-        return Err("no --route given".into());
+        return Err("no --route or --routes given".into());
     }
     let idle = duration("idle-timeout", &get("idle-timeout"))?;
     let metrics = if has("metrics") {
@@ -218,7 +262,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(p(&[]).unwrap_err(), "no --route given");
+        assert_eq!(p(&[]).unwrap_err(), "no --route or --routes given");
         assert!(p(&["--route"]).unwrap_err().contains("needs a value"));
         assert!(p(&["--fast"])
             .unwrap_err()
@@ -235,6 +279,67 @@ mod tests {
         assert!(p(&["--route", "tcp:h:1=tcp:h:7", "--no-splice=1"])
             .unwrap_err()
             .contains("no value"));
+    }
+
+    #[test]
+    fn a_routes_file_has_a_route_per_line() {
+        let text = "# the parent's egress\n\nvsock:any:8000=tcp:api.example.com:443\n  vsock:any:8001=tcp:kms.example:443,max-conns=5  \n";
+        let routes = routes_text(text, "egress-routes").unwrap();
+        let shown: Vec<String> = routes
+            .iter()
+            .map(|r| format!("{}={}", r.listen, r.target))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "vsock:any:8000=tcp:api.example.com:443",
+                "vsock:any:8001=tcp:kms.example:443"
+            ]
+        );
+        assert_eq!(routes[1].max_conns, Some(5));
+        let e = |t: &str| routes_text(t, "f").unwrap_err().0;
+        assert_eq!(
+            e("# one\nvsock:any:8000=tcp:a:443\nvsock:any:8001=tcp:a:0\n"),
+            "--routes f line 3: route target `tcp:a:0`: bad port `0` (a target needs 1-65535)"
+        );
+        assert_eq!(
+            e("tcp:1:1\n"),
+            "--routes f line 1: route `tcp:1:1`: missing `=` between LISTEN and TARGET"
+        );
+        assert_eq!(e("# nothing\n\n"), "--routes f: lists no route");
+
+        // From a file, after and before --route, in command-line order.
+        let dir = std::env::temp_dir().join(format!("host-relay-routes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("egress-routes");
+        std::fs::write(&file, text).unwrap();
+        let file = file.to_str().unwrap();
+        let Command::Run(a) = p(&["--route", "tcp:h:1=tcp:h:7", "--routes", file]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.routes.len(), 3);
+        assert_eq!(a.routes[0].target.to_string(), "tcp:h:7");
+        assert_eq!(a.routes[2].target.to_string(), "tcp:kms.example:443");
+        let missing = dir.join("missing");
+        let missing = missing.to_str().unwrap();
+        let e = p(&["--routes", missing]).unwrap_err();
+        assert!(
+            e.starts_with(&format!("--routes {missing}: cannot read it: ")),
+            "{e}"
+        );
+        std::fs::write(dir.join("binary"), b"\xff\xfe").unwrap();
+        let binary = dir.join("binary");
+        assert_eq!(
+            p(&["--routes", binary.to_str().unwrap()]).unwrap_err(),
+            format!("--routes {}: is not UTF-8 text", binary.display())
+        );
+        let big = dir.join("big");
+        std::fs::write(&big, "#".repeat(1 << 20 | 1)).unwrap();
+        assert_eq!(
+            p(&["--routes", big.to_str().unwrap()]).unwrap_err(),
+            format!("--routes {}: larger than 1048576 bytes", big.display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
