@@ -794,3 +794,320 @@ fn zstd_layers_in_one_frame_or_several_import_as_their_tar_does() {
         assert!(bytes == &ramdisks[0].1, "{case} differs from the plain tar");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The TLS front and egress.
+
+impl AppRamdisk {
+    /// The processes file, read back by the contract's own reader.
+    fn processes(&self) -> Vec<contract::processes::Process> {
+        contract::processes::parse(&self.file("rootfs/etc/enclave-https/processes")).unwrap()
+    }
+
+    fn names(&self) -> Vec<String> {
+        read_cpio(&self.bytes)
+            .unwrap()
+            .iter()
+            .map(|e| String::from_utf8_lossy(e.name).into_owned())
+            .collect()
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_front_and_egress_put_the_app_behind_the_front_and_the_names_on_loopback() {
+    let s = Scratch::new();
+    write_exe(&s.path("my-service"), &static_elf(b"service"));
+    write_exe(&s.path("front"), &static_elf(b"the front"));
+    write_exe(&s.path("relay"), &static_elf(b"the relay"));
+    let out = s.path("out");
+    let report = s.build(
+        &s.path("enclave.toml"),
+        r#"
+egress = ["api.example.com:443", "kms.eu-west-1.amazonaws.com:443", "api.example.com:80"]
+egress-relay = "relay"
+[app]
+binary = "my-service"
+args = ["/my-service", "--listen", "127.0.0.1:8080"]
+env = { RUST_LOG = "info", A = "1" }
+[front]
+upstream = "tcp:127.0.0.1:8080"
+binary = "front"
+args = ["--proxy-protocol"]
+env = { Y = "2", X = "1" }
+"#,
+        &out,
+    );
+    let app = AppRamdisk::read(&out);
+    assert_eq!(
+        app.file("cmd"),
+        "/enclave-https/server\n--upstream\ntcp:127.0.0.1:8080\n--processes\n/etc/enclave-https/processes\n--proxy-protocol\n"
+    );
+    assert_eq!(app.file("env"), "X=1\nY=2\n");
+    assert_eq!(
+        app.file("rootfs/etc/hosts"),
+        "127.0.0.1 localhost\n::1 localhost\n127.0.0.2 api.example.com\n127.0.0.3 kms.eu-west-1.amazonaws.com\n"
+    );
+    let processes = app.processes();
+    assert_eq!(processes.len(), 2);
+    assert_eq!(processes[0].name, "egress");
+    assert_eq!(
+        processes[0].argv,
+        strings(&[
+            "/enclave-https/host-relay",
+            "--workers",
+            "1",
+            "--route",
+            "tcp:127.0.0.2:443=vsock:3:8000",
+            "--route",
+            "tcp:127.0.0.3:443=vsock:3:8001",
+            "--route",
+            "tcp:127.0.0.2:80=vsock:3:8002",
+        ])
+    );
+    assert!(processes[0].env.is_empty());
+    assert_eq!(processes[1].name, "app");
+    assert_eq!(
+        processes[1].argv,
+        strings(&["/my-service", "--listen", "127.0.0.1:8080"])
+    );
+    assert_eq!(processes[1].env, strings(&["A=1", "RUST_LOG=info"]));
+    // The relay in the enclave reads its argv as host-relay's own parser does.
+    let Ok(host_relay::cli::Command::Run(relay)) =
+        host_relay::cli::parse(processes[0].argv[1..].iter().cloned())
+    else {
+        panic!("host-relay refuses {:?}", processes[0].argv)
+    };
+    assert_eq!(relay.routes.len(), 3);
+
+    let list = app.listing();
+    let front_size = static_elf(b"the front").len().to_string();
+    let relay_size = static_elf(b"the relay").len().to_string();
+    assert_eq!(list["enclave-https"], ('d', 0o755, String::new()));
+    assert_eq!(list["enclave-https/server"], ('f', 0o755, front_size));
+    assert_eq!(list["enclave-https/host-relay"], ('f', 0o755, relay_size));
+    assert_eq!(list["etc/enclave-https"], ('d', 0o755, String::new()));
+    let processes_size = app
+        .file("rootfs/etc/enclave-https/processes")
+        .len()
+        .to_string();
+    assert_eq!(
+        list["etc/enclave-https/processes"],
+        ('f', 0o644, processes_size)
+    );
+    assert_eq!(list["etc/hosts"].0, 'f');
+    assert_eq!(list["etc/hosts"].1, 0o644);
+    assert_eq!(list["my-service"].1, 0o755);
+
+    // The parent's side, next to the image, in host-relay's --routes syntax.
+    let routes = std::fs::read_to_string(out.join("egress-routes")).unwrap();
+    assert_eq!(
+        routes,
+        "vsock:any:8000=tcp:api.example.com:443\n\
+         vsock:any:8001=tcp:kms.eu-west-1.amazonaws.com:443\n\
+         vsock:any:8002=tcp:api.example.com:80\n"
+    );
+    assert_eq!(
+        host_relay::cli::routes_text(&routes, "egress-routes")
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // The report says what goes where and what to run on the parent.
+    for line in [
+        "processes       egress, app (/etc/enclave-https/processes)",
+        "egress          api.example.com:443 -> 127.0.0.2:443 in the enclave, parent vsock port 8000",
+        "                kms.eu-west-1.amazonaws.com:443 -> 127.0.0.3:443 in the enclave, parent vsock port 8001",
+        "                api.example.com:80 -> 127.0.0.2:80 in the enclave, parent vsock port 8002",
+        &format!(
+            "on the parent   host-relay --routes {}",
+            out.join("egress-routes").display()
+        ),
+    ] {
+        assert!(report.contains(line), "{line:?} missing from:\n{report}");
+    }
+    assert!(!report.contains("note:"), "{report}");
+
+    // The same manifest gives the same bytes.
+    let again = s.path("again");
+    s.build(
+        &s.path("enclave.toml"),
+        &std::fs::read_to_string(s.path("enclave.toml")).unwrap(),
+        &again,
+    );
+    for f in ["enclave.eif", "app.cpio", "egress-routes"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn egress_without_a_front_keeps_the_command_and_takes_the_relay_from_enclave_bin() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("bin")).unwrap();
+    write_exe(&s.path("bin/fetch"), &static_elf(b"fetch"));
+    write_exe(&s.path("bin/host-relay"), &static_elf(b"relay"));
+    let manifest = s.path("enclave.toml");
+    std::fs::write(
+        &manifest,
+        "egress = [\"api.example.com:80\"]\n[app]\nbinary = \"${ENCLAVE_BIN}/fetch\"\n\
+         args = [\"/fetch\", \"http://api.example.com:80/\"]\nenv = { PATH = \"/\" }\n",
+    )
+    .unwrap();
+    let out = s.path("out");
+    let image = |defines: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("image")
+            .arg(&manifest)
+            .arg("--out")
+            .arg(&out)
+            .arg("--kernel")
+            .arg(s.path("bzImage"))
+            .arg("--init")
+            .arg(s.path("init"))
+            .args(["--cmdline", "console=ttyS0"]);
+        for d in defines {
+            c.arg("--define").arg(d);
+        }
+        c.output().unwrap()
+    };
+    // Without ENCLAVE_BIN the relay is not known: one line naming the key.
+    let o = image(&[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("`${ENCLAVE_BIN}` is not defined"), "{err}");
+    // With ENCLAVE_BIN for the app but the default relay: egress-relay is named.
+    std::fs::write(
+        &manifest,
+        "egress = [\"api.example.com:80\"]\n[app]\nbinary = \"bin/fetch\"\n",
+    )
+    .unwrap();
+    let o = image(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "egress-relay: is not given: set it to the egress forwarder's static executable"
+        ),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    std::fs::write(
+        &manifest,
+        "egress = [\"api.example.com:80\"]\n[app]\nbinary = \"${ENCLAVE_BIN}/fetch\"\n\
+         args = [\"/fetch\", \"http://api.example.com:80/\"]\nenv = { PATH = \"/\" }\n",
+    )
+    .unwrap();
+    let o = image(&[&format!("ENCLAVE_BIN={}", s.path("bin").display())]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = String::from_utf8_lossy(&o.stdout);
+    let app = AppRamdisk::read(&out);
+    assert_eq!(app.file("cmd"), "/fetch\nhttp://api.example.com:80/\n");
+    assert_eq!(app.file("env"), "PATH=/\n");
+    let processes = app.processes();
+    assert_eq!(processes.len(), 1);
+    assert_eq!(processes[0].name, "egress");
+    assert_eq!(
+        processes[0].argv[3..],
+        strings(&["--route", "tcp:127.0.0.2:80=vsock:3:8000"])
+    );
+    assert_eq!(
+        app.file("rootfs/etc/hosts"),
+        "127.0.0.1 localhost\n::1 localhost\n127.0.0.2 api.example.com\n"
+    );
+    assert_eq!(app.listing()["enclave-https/host-relay"].1, 0o755);
+    assert!(!app
+        .names()
+        .iter()
+        .any(|n| n == "rootfs/enclave-https/server"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("egress-routes")).unwrap(),
+        "vsock:any:8000=tcp:api.example.com:80\n"
+    );
+    assert!(
+        report.contains("note: egress without [front]: /cmd stays the application and the forwarder is process `egress` of the processes file, which our init starts; under nitro-cli's own init only /cmd starts, so use our init (the default) or a [front]"),
+        "{report}"
+    );
+
+    // Built again without egress: no processes file, hosts or relay, and no stale routes.
+    std::fs::write(&manifest, "[app]\nbinary = \"${ENCLAVE_BIN}/fetch\"\n").unwrap();
+    let o = image(&[&format!("ENCLAVE_BIN={}", s.path("bin").display())]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names = AppRamdisk::read(&out).names();
+    assert_eq!(
+        names,
+        strings(&[
+            "cmd",
+            "env",
+            "rootfs",
+            "rootfs/dev",
+            "rootfs/fetch",
+            "rootfs/proc",
+            "rootfs/run",
+            "rootfs/sys",
+            "rootfs/tmp",
+        ])
+    );
+    assert!(!out.join("egress-routes").exists());
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("egress"));
+}
+
+#[test]
+fn a_front_over_a_container_image_replaces_its_hosts_file_and_refuses_a_dynamic_front() {
+    let s = Scratch::new();
+    let app = static_elf(b"app");
+    layout(
+        &s.path("image"),
+        &[Layer::tar(&[
+            member("etc", b'5', b"", ""),
+            member("etc/hosts", b'0', b"10.0.0.1 db\n", ""),
+            member("app", b'0', &app, ""),
+        ])],
+    );
+    write_exe(&s.path("front"), &static_elf(b"front"));
+    write_exe(&s.path("relay"), &static_elf(b"relay"));
+    let manifest = "egress = [\"db.internal:5432\"]\negress-relay = \"relay\"\n\
+                    [app]\noci = \"image\"\nenv = { PORT = \"8080\" }\n\
+                    [front]\nupstream = \"unix:/run/app.sock\"\nbinary = \"front\"\n";
+    let out = s.path("out");
+    let report = s.build(&s.path("enclave.toml"), manifest, &out);
+    let ramdisk = AppRamdisk::read(&out);
+    assert_eq!(
+        ramdisk.file("rootfs/etc/hosts"),
+        "127.0.0.1 localhost\n::1 localhost\n127.0.0.2 db.internal\n"
+    );
+    assert!(
+        report.contains("note: the image's /etc/hosts is replaced by the egress names' addresses"),
+        "{report}"
+    );
+    assert_eq!(ramdisk.file("env"), "");
+    let processes = ramdisk.processes();
+    let names: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["egress", "app"]);
+    // The image's command and environment, as /cmd and /env would have had them.
+    assert_eq!(processes[1].argv, strings(&["/app"]));
+    assert_eq!(processes[1].env, strings(&["PORT=8080"]));
+    assert!(ramdisk
+        .file("cmd")
+        .starts_with("/enclave-https/server\n--upstream\nunix:/run/app.sock\n"));
+
+    // The front runs beside whatever the image holds: it must be static.
+    let manifest = manifest.replace("binary = \"front\"", "binary = \"/bin/true\"");
+    std::fs::write(s.path("dynamic.toml"), manifest).unwrap();
+    let o = s.image(&s.path("dynamic.toml"), &s.path("dynamic"));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("[front] binary /bin/true: is not a static executable (it runs beside the application, whose root file system may have no libraries)"),
+        "{err}"
+    );
+    assert!(!s.path("dynamic").exists());
+}

@@ -1,7 +1,8 @@
 //! `cargo xtask eif`: an enclave image from a manifest (`rootfs/enclave.toml`, our server, by
-//! default). Builds init, server and the example application as static musl binaries with
-//! reproducible flags, and our kernel, then hands the manifest to `eif-builder image` with that
-//! platform: the same code a user without our source tree runs.
+//! default). Builds init, server, the example applications and the egress forwarder
+//! (host-relay) as static musl binaries with reproducible flags, and our kernel, then hands the
+//! manifest to `eif-builder image` with that platform: the same code a user without our source
+//! tree runs.
 
 use crate::cmd::{cargo, err, human, output, project_root, run, Context, Error, Result};
 use crate::{kernel, setup};
@@ -59,7 +60,8 @@ fn source_date_epoch() -> Result<String> {
     }
 }
 
-/// Builds init, server and hello-enclave for the enclave and returns their paths, in that order.
+/// Builds init, server, hello-enclave, host-relay (the egress forwarder an image with `egress`
+/// ships) and fetch (examples/egress) for the enclave and returns their paths, in that order.
 pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
     let target_dir = target_dir(root);
     let cargo_home = std::env::var_os("CARGO_HOME")
@@ -91,7 +93,18 @@ pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
             "--target",
             setup::MUSL_TARGET,
         ])
-        .args(["-p", "init", "-p", "server", "-p", "hello-enclave"])
+        .args([
+            "-p",
+            "init",
+            "-p",
+            "server",
+            "-p",
+            "hello-enclave",
+            "-p",
+            "host-relay",
+            "-p",
+            "egress-example",
+        ])
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .env("CFLAGS_x86_64_unknown_linux_musl", cflags.join(" "))
         .env("SOURCE_DATE_EPOCH", source_date_epoch()?)
@@ -108,6 +121,8 @@ pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
         dir.join("init"),
         dir.join("server"),
         dir.join("hello-enclave"),
+        dir.join("host-relay"),
+        dir.join("fetch"),
     ])
 }
 

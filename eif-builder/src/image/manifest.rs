@@ -25,12 +25,36 @@
 //! [signing]                    # PCR8
 //! certificate = "cert.pem"
 //! key = "key.pem"
+//!
+//! [front]                      # our HTTPS server as a TLS front before the application
+//! upstream = "tcp:127.0.0.1:8080"          # where the application listens: tcp:HOST:PORT or unix:PATH
+//! binary = "${ENCLAVE_BIN}/server"         # the default when ENCLAVE_BIN is defined
+//! args = ["--proxy-protocol"]              # more arguments for the front
+//! env = { RUST_LOG = "info" }              # the front's environment
 //! ```
+//!
+//! and at the top level (before any table):
+//!
+//! ```toml
+//! egress = ["api.example.com:443", "kms.eu-west-1.amazonaws.com:443"]
+//! egress-relay = "${ENCLAVE_BIN}/host-relay"   # the default when ENCLAVE_BIN is defined
+//! ```
+//!
+//! With `[front]`, `/cmd` is the front (`/enclave-https/server --upstream UPSTREAM --processes
+//! /etc/enclave-https/processes` and `args`), `/env` its environment, and the application (its
+//! command and environment as they would be in `/cmd` and `/env`) becomes process `app` of the
+//! processes file ([`contract::processes`]). `egress` lists the outside services the enclave
+//! may reach, `NAME:PORT` each: NAME a DNS host name in lower case (letters, digits, `-` and
+//! `.`; not an IP address, not `localhost`), PORT 1 to 65535, no entry twice, at most
+//! [`MAX_EGRESS`]. Each name is given a loopback address in `/etc/hosts` and each entry a vsock
+//! port to the parent, where `host-relay` forwards it (see [`super::egress`]).
 //!
 //! Unknown keys are errors, so a misspelt key never silently does nothing. Paths are relative
 //! to the manifest's directory; `${NAME}` in a path is replaced by the value given with
 //! `--define NAME=VALUE`. What the manifest leaves out of `[kernel]` comes from the builder's
-//! defaults (`cargo xtask eif` passes our kernel, init and command line).
+//! defaults (`cargo xtask eif` passes our kernel, init and command line), and the front's and
+//! the egress relay's binaries default to `${ENCLAVE_BIN}/server` and
+//! `${ENCLAVE_BIN}/host-relay` when `ENCLAVE_BIN` is defined (`cargo xtask eif` defines it).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +92,32 @@ pub struct File {
     pub mode: u32,
 }
 
+/// Our HTTPS server as a TLS front before the application (`[front]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Front {
+    /// Where the application listens, as the front's `--upstream` takes it: `tcp:HOST:PORT` or
+    /// `unix:PATH`.
+    pub upstream: String,
+    /// The front's executable (static), placed at `/enclave-https/server`.
+    pub binary: PathBuf,
+    /// More arguments for the front, after the ones the build gives it.
+    pub args: Vec<String>,
+    /// The front's whole environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// One outside service the enclave may reach (`egress = ["NAME:PORT", ...]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Egress {
+    /// A DNS host name, lower case.
+    pub host: String,
+    /// 1 to 65535.
+    pub port: u16,
+}
+
+/// The most `egress` entries (each takes a vsock port, and each name a loopback address).
+pub const MAX_EGRESS: usize = 200;
+
 /// A manifest, read, checked and resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -95,6 +145,13 @@ pub struct Manifest {
     pub init: Option<PathBuf>,
     /// Signing certificate and key (PCR8).
     pub signing: Option<(PathBuf, PathBuf)>,
+    /// The TLS front, if any.
+    pub front: Option<Front>,
+    /// The outside services the enclave may reach, in the manifest's order.
+    pub egress: Vec<Egress>,
+    /// The egress forwarder's executable (static; `host-relay` built for the enclave), placed
+    /// at `/enclave-https/host-relay`: set exactly when `egress` is not empty.
+    pub egress_relay: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -102,9 +159,24 @@ pub struct Manifest {
 struct Raw {
     name: Option<String>,
     version: Option<String>,
+    egress: Option<Vec<String>>,
+    #[serde(rename = "egress-relay")]
+    egress_relay: Option<String>,
     app: RawApp,
     kernel: Option<RawKernel>,
     signing: Option<RawSigning>,
+    front: Option<RawFront>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFront {
+    upstream: String,
+    binary: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +372,111 @@ pub fn parse(
         )),
         None => None,
     };
+    // A binary we ship (the front, the egress relay): the manifest's, else ENCLAVE_BIN's.
+    let ours = |key: &str, given: Option<&str>, name: &str, what: &str| -> Result<PathBuf> {
+        match given {
+            Some(p) => resolve(key, p),
+            None if defines.contains_key(ENCLAVE_BIN) => {
+                resolve(key, &format!("${{{ENCLAVE_BIN}}}/{name}"))
+            }
+            None => Err(Error::invalid(
+                here(key),
+                format!("is not given: set it to {what} (or --define {ENCLAVE_BIN}=DIR, the directory holding `{name}`)"),
+            )),
+        }
+    };
+    let front = match raw.front {
+        Some(f) => {
+            check_upstream(&f.upstream).map_err(|d| Error::invalid(here("[front] upstream"), d))?;
+            for a in &f.args {
+                if a.contains(['\n', '\0']) {
+                    return Err(Error::invalid(
+                        here("[front] args"),
+                        format!("{a:?} contains a newline or NUL (/cmd holds one per line)"),
+                    ));
+                }
+            }
+            for (k, v) in &f.env {
+                check_env(k, v)
+                    .map_err(|d| Error::invalid(here(&format!("[front] env {k:?}")), d))?;
+            }
+            Some(Front {
+                binary: ours(
+                    "[front] binary",
+                    f.binary.as_deref(),
+                    "server",
+                    "the front's static executable (our `server` built for the enclave)",
+                )?,
+                upstream: f.upstream,
+                args: f.args,
+                env: f.env,
+            })
+        }
+        None => None,
+    };
+    let raw_egress = raw.egress.unwrap_or_default();
+    if raw_egress.len() > MAX_EGRESS {
+        return Err(Error::invalid(
+            here("egress"),
+            format!("lists {} entries; at most {MAX_EGRESS}", raw_egress.len()),
+        ));
+    }
+    let mut egress: Vec<Egress> = Vec::new();
+    for entry in &raw_egress {
+        let e = parse_egress(entry)
+            .map_err(|d| Error::invalid(here(&format!("egress {entry:?}")), d))?;
+        if egress.contains(&e) {
+            return Err(Error::invalid(
+                here(&format!("egress {entry:?}")),
+                "is listed twice",
+            ));
+        }
+        egress.push(e);
+    }
+    let egress_relay = match (&raw.egress_relay, egress.is_empty()) {
+        (Some(_), true) => {
+            return Err(Error::invalid(
+                here("egress-relay"),
+                "is set but `egress` lists nothing to forward",
+            ))
+        }
+        (_, true) => None,
+        (given, false) => Some(ours(
+            "egress-relay",
+            given.as_deref(),
+            "host-relay",
+            "the egress forwarder's static executable (host-relay built for the enclave)",
+        )?),
+    };
+    // The paths the build writes itself.
+    let mut reserved: Vec<(&[u8], &str)> = Vec::new();
+    if front.is_some() || !egress.is_empty() {
+        reserved.push((b"enclave-https", "the front and the egress relay go"));
+        reserved.push((PROCESSES_DIR.as_bytes(), "the processes file goes"));
+    }
+    if !egress.is_empty() {
+        reserved.push((b"etc/hosts", "the egress names' addresses go"));
+    }
+    for f in &files {
+        for (path, why) in &reserved {
+            let under = f
+                .dst
+                .strip_prefix(*path)
+                .is_some_and(|r| r.is_empty() || r[0] == b'/');
+            if under {
+                return Err(Error::invalid(
+                    here(&format!(
+                        "[[app.files]] {}",
+                        String::from_utf8_lossy(&f.dst)
+                    )),
+                    format!(
+                        "dst is where {why} (/{}); the build writes it",
+                        String::from_utf8_lossy(path)
+                    ),
+                ));
+            }
+        }
+    }
     Ok(Manifest {
         path: file.to_path_buf(),
         name: raw.name,
@@ -321,7 +498,129 @@ pub fn parse(
             .map(|p| resolve("[kernel] init", p))
             .transpose()?,
         signing,
+        front,
+        egress,
+        egress_relay,
     })
+}
+
+/// The define naming the directory of our static enclave binaries.
+pub const ENCLAVE_BIN: &str = "ENCLAVE_BIN";
+
+/// The directory of the processes file in the root file system, without the leading `/`.
+const PROCESSES_DIR: &str = "etc/enclave-https";
+
+/// `[front] upstream`: `tcp:HOST:PORT` (an IPv6 HOST in brackets) or `unix:PATH` (absolute).
+pub fn check_upstream(upstream: &str) -> std::result::Result<(), String> {
+    const FORMS: &str = "expected tcp:HOST:PORT or unix:PATH";
+    if upstream.contains(['\n', '\0']) {
+        return Err(format!("{upstream:?} contains a newline or NUL"));
+    }
+    if let Some(path) = upstream.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err(format!("{upstream:?}: the path must be absolute ({FORMS})"));
+        }
+        return Ok(());
+    }
+    let Some(rest) = upstream.strip_prefix("tcp:") else {
+        return Err(format!("{upstream:?}: {FORMS}"));
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err(format!("{upstream:?}: no port ({FORMS})"));
+    };
+    let bare = match host.strip_prefix('[') {
+        Some(h) => h
+            .strip_suffix(']')
+            .ok_or_else(|| format!("{upstream:?}: unclosed `[` in the host"))?,
+        None if host.contains(':') => {
+            return Err(format!(
+                "{upstream:?}: write an IPv6 host in brackets (tcp:[::1]:8080)"
+            ))
+        }
+        None => host,
+    };
+    if bare.is_empty() || bare.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(format!("{upstream:?}: bad host {bare:?} ({FORMS})"));
+    }
+    parse_port(port).map_err(|why| format!("{upstream:?}: {why}"))?;
+    Ok(())
+}
+
+/// A port, 1 to 65535, in decimal digits.
+fn parse_port(port: &str) -> std::result::Result<u16, String> {
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("bad port {port:?} (1 to 65535)"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("bad port {port:?} (1 to 65535)")),
+    }
+}
+
+/// One `egress` entry, `NAME:PORT`.
+pub fn parse_egress(entry: &str) -> std::result::Result<Egress, String> {
+    let (host, port) = entry
+        .rsplit_once(':')
+        .ok_or("expected NAME:PORT (e.g. api.example.com:443)")?;
+    let port = parse_port(port)?;
+    check_host_name(host)?;
+    Ok(Egress {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// A DNS host name as `/etc/hosts` and the parent's resolver take it: labels of 1 to 63
+/// lower-case letters, digits and `-` (not first or last), dot-separated, 253 at most; not an
+/// IP address and not `localhost`.
+fn check_host_name(host: &str) -> std::result::Result<(), String> {
+    if host.is_empty() {
+        return Err("the name is empty (expected NAME:PORT)".into());
+    }
+    if host.len() > 253 {
+        return Err(format!(
+            "the name is {} characters; at most 253",
+            host.len()
+        ));
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "{host:?} has upper-case letters; write it in lower case (it is written as is to /etc/hosts and the parent's routes)"
+        ));
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return Err(format!(
+            "{host:?} contains {c:?}; a host name has letters, digits, `-` and `.` (IPv6 addresses are not names)"
+        ));
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err(format!(
+                "{host:?} has an empty label (a leading, trailing or doubled `.`)"
+            ));
+        }
+        if label.len() > 63 {
+            return Err(format!("{host:?} has a label longer than 63 characters"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("{host:?} has a label that begins or ends with `-`"));
+        }
+    }
+    let last = host.rsplit('.').next().unwrap_or(host);
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{host:?} is an IP address (or ends in a numeric label); egress is by host name: the parent resolves it"
+        ));
+    }
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Err(format!(
+            "{host:?} is the enclave itself, not an outside service"
+        ));
+    }
+    Ok(())
 }
 
 /// An environment variable `/env` can hold: `NAME=VALUE` on one line.
@@ -453,6 +752,134 @@ key = "k.pem"
         }
         let twice = "[app]\nbinary = \"a\"\n[[app.files]]\nsrc = \"x\"\ndst = \"/x\"\nmode = 0o644\n[[app.files]]\nsrc = \"y\"\ndst = \"/x\"\nmode = 0o644\n";
         assert!(message(twice).contains("listed twice"));
+    }
+
+    fn with_enclave_bin(text: &str) -> Result<Manifest> {
+        let defines = BTreeMap::from([("ENCLAVE_BIN".to_string(), "/eb".to_string())]);
+        parse(
+            text,
+            Path::new("enclave.toml"),
+            Path::new("/base"),
+            &defines,
+        )
+    }
+
+    #[test]
+    fn a_front_and_egress() {
+        let m = with_enclave_bin(
+            r#"
+egress = ["api.example.com:443", "kms.eu-west-1.amazonaws.com:443", "api.example.com:80"]
+[app]
+binary = "app"
+[front]
+upstream = "tcp:127.0.0.1:8080"
+args = ["--proxy-protocol"]
+env = { Y = "2", X = "1" }
+"#,
+        )
+        .unwrap();
+        let front = m.front.unwrap();
+        assert_eq!(front.upstream, "tcp:127.0.0.1:8080");
+        assert_eq!(front.binary, PathBuf::from("/eb/server"));
+        assert_eq!(front.args, ["--proxy-protocol"]);
+        assert_eq!(front.env.keys().collect::<Vec<_>>(), ["X", "Y"]);
+        assert_eq!(
+            m.egress,
+            [
+                Egress {
+                    host: "api.example.com".into(),
+                    port: 443
+                },
+                Egress {
+                    host: "kms.eu-west-1.amazonaws.com".into(),
+                    port: 443
+                },
+                Egress {
+                    host: "api.example.com".into(),
+                    port: 80
+                },
+            ]
+        );
+        assert_eq!(m.egress_relay, Some(PathBuf::from("/eb/host-relay")));
+
+        // Given binaries win over ENCLAVE_BIN's; none are needed without a front or egress.
+        let m = parse_str(
+            "egress-relay = \"relay\"\negress = [\"a.b:1\"]\n[app]\nbinary = \"a\"\n\
+             [front]\nupstream = \"unix:/run/app.sock\"\nbinary = \"${BIN}/front\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.egress_relay, Some(PathBuf::from("/base/relay")));
+        assert_eq!(m.front.unwrap().binary, PathBuf::from("/opt/bin/front"));
+        let m = parse_str("[app]\nbinary = \"a\"\n").unwrap();
+        assert_eq!((m.front, m.egress, m.egress_relay), (None, vec![], None));
+        for up in ["tcp:[::1]:8080", "tcp:app.local:1", "unix:/a b"] {
+            assert_eq!(check_upstream(up), Ok(()), "{up}");
+        }
+    }
+
+    #[test]
+    fn front_and_egress_refusals_name_the_key() {
+        let app = "[app]\nbinary = \"a\"\n";
+        let egress = |list: &str| format!("egress = [{list}]\n{app}");
+        let front = |body: &str| format!("{app}[front]\n{body}");
+        let two_hundred_one: Vec<String> =
+            (0..201).map(|i| format!("\"h{i}.example:1\"")).collect();
+        for (text, expected) in [
+            (front("upstream = \"tcp:127.0.0.1:8080\"\nbinray = \"x\"\n"), "line 5"),
+            (front("upstream = \"tcp:127.0.0.1:8080\"\nbinray = \"x\"\n"), "unknown field `binray`"),
+            (front("binary = \"x\"\n"), "missing field `upstream`"),
+            (format!("egres = []\n{app}"), "unknown field `egres`"),
+            (front("upstream = \"tcp:127.0.0.1:8080\"\n"), "enclave.toml [front] binary: is not given: set it to the front's static executable (our `server` built for the enclave) (or --define ENCLAVE_BIN=DIR, the directory holding `server`)"),
+            (egress("\"a.example:443\""), "enclave.toml egress-relay: is not given: set it to the egress forwarder's static executable (host-relay built for the enclave) (or --define ENCLAVE_BIN=DIR, the directory holding `host-relay`)"),
+            (format!("egress-relay = \"r\"\n{app}"), "enclave.toml egress-relay: is set but `egress` lists nothing to forward"),
+            (front("upstream = \"127.0.0.1:8080\"\nbinary = \"f\"\n"), "[front] upstream: \"127.0.0.1:8080\": expected tcp:HOST:PORT or unix:PATH"),
+            (front("upstream = \"tcp:127.0.0.1\"\nbinary = \"f\"\n"), "[front] upstream: \"tcp:127.0.0.1\": no port"),
+            (front("upstream = \"tcp:127.0.0.1:0\"\nbinary = \"f\"\n"), "[front] upstream: \"tcp:127.0.0.1:0\": bad port \"0\" (1 to 65535)"),
+            (front("upstream = \"tcp:::1:80\"\nbinary = \"f\"\n"), "write an IPv6 host in brackets"),
+            (front("upstream = \"tcp:[::1:80\"\nbinary = \"f\"\n"), "unclosed `[` in the host"),
+            (front("upstream = \"tcp: :80\"\nbinary = \"f\"\n"), "bad host \" \""),
+            (front("upstream = \"unix:run/a\"\nbinary = \"f\"\n"), "the path must be absolute"),
+            (front("upstream = \"unix:/a\\nb\"\nbinary = \"f\"\n"), "contains a newline or NUL"),
+            (front("upstream = \"unix:/a\"\nbinary = \"f\"\nargs = [\"a\\nb\"]\n"), "[front] args: \"a\\nb\" contains a newline or NUL"),
+            (front("upstream = \"unix:/a\"\nbinary = \"f\"\nenv = { \"A=B\" = \"1\" }\n"), "[front] env \"A=B\": the name must be non-empty"),
+            (egress("\"api.example.com\""), "egress \"api.example.com\": expected NAME:PORT (e.g. api.example.com:443)"),
+            (egress("\"api.example.com:0\""), "bad port \"0\" (1 to 65535)"),
+            (egress("\"api.example.com:65536\""), "bad port \"65536\""),
+            (egress("\"api.example.com:+1\""), "bad port \"+1\""),
+            (egress("\":443\""), "the name is empty"),
+            (egress("\"API.example.com:443\""), "has upper-case letters; write it in lower case"),
+            (egress("\"api_x.example.com:443\""), "contains '_'; a host name has letters, digits, `-` and `.`"),
+            (egress("\"[::1]:443\""), "contains '['"),
+            (egress("\"10.0.0.1:443\""), "\"10.0.0.1\" is an IP address"),
+            (egress("\"a..b:443\""), "has an empty label"),
+            (egress("\"a.b.:443\""), "has an empty label"),
+            (egress("\"-a.b:443\""), "begins or ends with `-`"),
+            (egress(&format!("\"{}.b:1\"", "x".repeat(64))), "a label longer than 63"),
+            (egress(&format!("\"{}:1\"", ["abcdefghi"; 26].join("."))), "the name is 259 characters; at most 253"),
+            (egress("\"localhost:80\""), "\"localhost\" is the enclave itself"),
+            (egress("\"db.localhost:80\""), "is the enclave itself"),
+            (egress("\"a.example:1\", \"a.example:1\""), "egress \"a.example:1\": is listed twice"),
+            (egress(&two_hundred_one.join(", ")), "enclave.toml egress: lists 201 entries; at most 200"),
+        ] {
+            let m = message(&text);
+            assert!(m.contains(expected), "{text:?}: {m}");
+            assert!(!m.contains('\n'), "{m}");
+            assert!(m.contains("enclave.toml"), "{m}");
+        }
+        // The build's own paths are not for [[app.files]].
+        let file =
+            |dst: &str| format!("[[app.files]]\nsrc = \"x\"\ndst = \"{dst}\"\nmode = 0o644\n");
+        for (text, expected) in [
+            (format!("egress = [\"a.b:1\"]\n{app}{}", file("/etc/hosts")), "[[app.files]] etc/hosts: dst is where the egress names' addresses go (/etc/hosts); the build writes it"),
+            (format!("{app}{}[front]\nupstream = \"unix:/a\"\n", file("/enclave-https/server")), "[[app.files]] enclave-https/server: dst is where the front and the egress relay go (/enclave-https)"),
+            (format!("{app}{}[front]\nupstream = \"unix:/a\"\n", file("/etc/enclave-https/processes")), "dst is where the processes file goes (/etc/enclave-https)"),
+        ] {
+            let m = with_enclave_bin(&text).unwrap_err().to_string();
+            assert!(m.contains(expected), "{text:?}: {m}");
+        }
+        // Without a front or egress those paths are the application's.
+        assert!(parse_str(&format!("{app}{}", file("/etc/hosts"))).is_ok());
+        assert!(parse_str(&format!("{app}{}", file("/enclave-https/x"))).is_ok());
     }
 
     #[test]

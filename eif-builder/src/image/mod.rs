@@ -10,10 +10,17 @@
 //!   line) and the root file system under `/rootfs`, with the directories init mounts onto
 //!   (`dev`, `proc`, `run`, `sys`, `tmp`). AWS's own init starts the same layout.
 //!
+//! With a `[front]` or `egress`, the root file system also holds `/enclave-https/server` (the
+//! front, then `/cmd`), `/enclave-https/host-relay` (the egress forwarder), `/etc/hosts` (the
+//! egress names) and the processes file, `/etc/enclave-https/processes`
+//! ([`contract::processes`]: process `egress`, then `app`, the application, when the front is
+//! `/cmd`). Without them, none of this is added.
+//!
 //! Everything is checked before anything is written; the outputs are then written whole or
 //! not at all: `enclave.eif`, `measurements.json`, `bootstrap.cpio` and `app.cpio` in the
-//! output directory.
+//! output directory, and with egress `egress-routes`, the parent's `host-relay --routes` file.
 
+pub mod egress;
 pub mod elf;
 pub mod manifest;
 pub mod oci;
@@ -74,6 +81,13 @@ pub struct Report {
     pub sizes: (u64, u64, u64),
     /// The command in `/cmd`.
     pub cmd: Vec<String>,
+    /// The names of the processes in the processes file, in its order (none without a front
+    /// or egress).
+    pub processes: Vec<String>,
+    /// The egress entries and where they go.
+    pub egress: Vec<egress::Route>,
+    /// The parent's routes file (`egress-routes`), written when there is egress.
+    pub egress_routes: Option<PathBuf>,
     /// What the user should know (ignored image settings, non-secret "secrets").
     pub notes: Vec<String>,
 }
@@ -106,6 +120,30 @@ impl Report {
             "sizes           image {whole} bytes; bootstrap ramdisk {boot}; application ramdisk {app}\n"
         ));
         s.push_str(&format!("command         {:?}\n", self.cmd));
+        if !self.processes.is_empty() {
+            s.push_str(&format!(
+                "processes       {} ({})\n",
+                self.processes.join(", "),
+                contract::processes::PATH
+            ));
+        }
+        for (i, r) in self.egress.iter().enumerate() {
+            s.push_str(&format!(
+                "{:<16}{}:{} -> {}:{} in the enclave, parent vsock port {}\n",
+                if i == 0 { "egress" } else { "" },
+                r.host,
+                r.port,
+                r.addr,
+                r.port,
+                r.vsock_port
+            ));
+        }
+        if let Some(routes) = &self.egress_routes {
+            s.push_str(&format!(
+                "on the parent   host-relay --routes {}\n",
+                routes.display()
+            ));
+        }
         s.push_str(&format!(
             "run it with     nitro-cli run-enclave --eif-path {} --memory {} --cpu-count 2\n",
             self.eif.display(),
@@ -337,6 +375,140 @@ fn application(m: &Manifest, limits: oci::Limits) -> Result<App> {
     })
 }
 
+/// Where the front goes in the root file system.
+pub const FRONT_PATH: &str = "/enclave-https/server";
+
+/// Puts one of our files at the absolute `path`, noting when it replaces one of the image's.
+fn put_ours(
+    tree: &mut Tree,
+    path: &str,
+    mode: u32,
+    data: Blob,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let rel = path.trim_start_matches('/').as_bytes();
+    if tree.get(rel).is_some() {
+        notes.push(format!("the image's {path} is replaced by {what}"));
+    }
+    tree.put_file(rel, mode, Owner::default(), data, what)
+}
+
+/// A binary we ship beside the application: it must be static, since it runs in whatever root
+/// file system the application brings.
+fn static_binary(path: &Path, what: &str) -> Result<Blob> {
+    if !read_elf(path, what)?.is_static() {
+        return Err(Error::invalid(
+            format!("{what} {}", path.display()),
+            "is not a static executable (it runs beside the application, whose root file system may have no libraries)",
+        ));
+    }
+    Ok(Blob::Path(path.to_path_buf()))
+}
+
+/// What `/cmd`, `/env` and the processes file hold once the front and egress are in place.
+struct Plan {
+    cmd: Vec<String>,
+    env: Vec<String>,
+    processes: Vec<String>,
+    egress: Vec<egress::Route>,
+}
+
+/// Adds the front, the egress forwarder, `/etc/hosts` and the processes file to `app`'s tree
+/// as the manifest asks; without a front or egress nothing changes.
+fn services(m: &Manifest, app: &mut App) -> Result<Plan> {
+    use contract::processes::{self, Process};
+    let routes = egress::plan(&m.egress);
+    let mut list = Vec::new();
+    if let Some(relay) = &m.egress_relay {
+        let blob = static_binary(relay, "egress-relay")?;
+        put_ours(
+            &mut app.tree,
+            egress::RELAY_PATH,
+            0o755,
+            blob,
+            "the egress forwarder",
+            &mut app.notes,
+        )?;
+        put_ours(
+            &mut app.tree,
+            "/etc/hosts",
+            0o644,
+            Blob::from(egress::hosts_file(&routes).into_bytes()),
+            "the egress names' addresses",
+            &mut app.notes,
+        )?;
+        list.push(Process {
+            name: "egress".into(),
+            argv: egress::relay_argv(&routes),
+            env: Vec::new(),
+        });
+    }
+    let (cmd, env) = match &m.front {
+        Some(front) => {
+            let blob = static_binary(&front.binary, "[front] binary")?;
+            put_ours(
+                &mut app.tree,
+                FRONT_PATH,
+                0o755,
+                blob,
+                "the TLS front",
+                &mut app.notes,
+            )?;
+            list.push(Process {
+                name: "app".into(),
+                argv: app.cmd.clone(),
+                env: app.env.clone(),
+            });
+            let mut cmd = vec![
+                FRONT_PATH.to_owned(),
+                "--upstream".into(),
+                front.upstream.clone(),
+                "--processes".into(),
+                processes::PATH.into(),
+            ];
+            cmd.extend(front.args.iter().cloned());
+            let env: Vec<String> = front.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            for k in front.env.keys().filter(|k| looks_secret(k)) {
+                app.notes.push(format!(
+                    "{k} is stored in /env: it is measured into PCR2 and readable by whoever holds the EIF, so it is not a secret"
+                ));
+            }
+            (cmd, env)
+        }
+        None => {
+            if !list.is_empty() {
+                app.notes.push(
+                    "egress without [front]: /cmd stays the application and the forwarder is process `egress` of the processes file, which our init starts; under nitro-cli's own init only /cmd starts, so use our init (the default) or a [front]".into(),
+                );
+            }
+            (app.cmd.clone(), app.env.clone())
+        }
+    };
+    if !list.is_empty() {
+        let text = processes::write(&list).map_err(|e| {
+            Error::invalid(
+                format!("the processes file {}", processes::PATH),
+                e.to_string(),
+            )
+        })?;
+        put_ours(
+            &mut app.tree,
+            processes::PATH,
+            0o644,
+            Blob::from(text.into_bytes()),
+            "the processes file",
+            &mut app.notes,
+        )?;
+    }
+    Ok(Plan {
+        cmd,
+        env,
+        processes: list.into_iter().map(|p| p.name).collect(),
+        egress: routes,
+    })
+}
+
 /// A dynamically linked binary is accepted only when its loader and every library it names are
 /// shipped in the image.
 fn check_shipped(path: &Path, linking: &elf::Linking, tree: &Tree) -> Result<()> {
@@ -410,10 +582,11 @@ pub fn build(m: &Manifest, opts: &Options, out: &Path) -> Result<Report> {
     regular_file(&kernel, "the kernel")?;
 
     let boot = bootstrap(&init, &modules, opts.mtime)?;
-    let app = application(m, opts.limits)?;
+    let mut app = application(m, opts.limits)?;
+    let plan = services(m, &mut app)?;
     let mut archive = Archive::new(opts.mtime);
-    archive.add_file("cmd", 0o644, Blob::from(lines(&app.cmd)))?;
-    archive.add_file("env", 0o644, Blob::from(lines(&app.env)))?;
+    archive.add_file("cmd", 0o644, Blob::from(lines(&plan.cmd)))?;
+    archive.add_file("env", 0o644, Blob::from(lines(&plan.env)))?;
     archive.add_dir("rootfs", 0o755)?;
     app.tree.add_to(&mut archive, b"rootfs")?;
     // Held once and shared: the EIF streams them and the .cpio files are written from them.
@@ -447,6 +620,23 @@ pub fn build(m: &Manifest, opts: &Options, out: &Path) -> Result<Report> {
     write("app.cpio", &app_bytes)?;
     let measurements_file = out.join("measurements.json");
     write("measurements.json", measurements.to_json().as_bytes())?;
+    let routes_file = out.join(egress::ROUTES_FILE);
+    let egress_routes = if plan.egress.is_empty() {
+        // A previous build's routes in this directory would name services this image cannot
+        // reach.
+        match std::fs::remove_file(&routes_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("cannot remove", Some(&routes_file), e))
+            }
+            _ => None,
+        }
+    } else {
+        write(
+            egress::ROUTES_FILE,
+            egress::parent_routes(&plan.egress).as_bytes(),
+        )?;
+        Some(routes_file)
+    };
     let size = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.len())
@@ -461,7 +651,10 @@ pub fn build(m: &Manifest, opts: &Options, out: &Path) -> Result<Report> {
         eif,
         measurements_file,
         measurements,
-        cmd: app.cmd,
+        cmd: plan.cmd,
+        processes: plan.processes,
+        egress: plan.egress,
+        egress_routes,
         notes: app.notes,
     })
 }

@@ -56,8 +56,8 @@ pub(crate) struct ImageArgs {
     /// The manifest (see `eif-builder image --help` for its keys).
     #[arg(value_name = "enclave.toml")]
     manifest: PathBuf,
-    /// Directory for enclave.eif, measurements.json, bootstrap.cpio and app.cpio (created if
-    /// missing).
+    /// Directory for enclave.eif, measurements.json, bootstrap.cpio, app.cpio and, with
+    /// egress, egress-routes (created if missing).
     #[arg(long, value_name = "DIR", default_value = "out")]
     out: PathBuf,
     /// Kernel image when the manifest has no [kernel] path (e.g. AWS's

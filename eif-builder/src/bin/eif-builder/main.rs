@@ -43,12 +43,32 @@ enum Command {
     ///   [[app.files]] src, dst, mode files added to the root file system
     ///   [kernel] path, modules, cmdline, init   the platform (else --kernel, --init, ...)
     ///   [signing] certificate, key   PCR8
+    ///   [front] upstream             our HTTPS server as a TLS front before the application:
+    ///                                where the app listens, tcp:HOST:PORT or unix:PATH
+    ///   [front] binary, args, env    the front's executable (default ${ENCLAVE_BIN}/server),
+    ///                                more arguments, its environment
+    ///   egress = ["NAME:PORT", ...]  (top level) the outside services the enclave may reach;
+    ///                                NAME a lower-case DNS host name (not an IP address, not
+    ///                                localhost), PORT 1-65535, each once, at most 200
+    ///   egress-relay = "PATH"        (top level) the forwarder, host-relay built for the
+    ///                                enclave (default ${ENCLAVE_BIN}/host-relay)
+    ///
+    /// With [front], /cmd runs /enclave-https/server --upstream UPSTREAM --processes
+    /// /etc/enclave-https/processes, and the application becomes process `app` of that file.
+    /// With egress, each name gets a loopback address (127.0.0.2, ...) in /etc/hosts and each
+    /// entry the parent's vsock port 8000+i; process `egress` forwards them, and
+    /// --out/egress-routes holds the parent's side: `host-relay --routes egress-routes`.
     ///
     /// Paths are relative to the manifest; ${NAME} comes from --define. Writes enclave.eif,
     /// measurements.json, bootstrap.cpio and app.cpio to --out, all checked before any is
     /// written, and prints the PCRs, the sizes and the smallest --memory for
     /// `nitro-cli run-enclave`. Anything in /env is measured and readable by whoever holds the
     /// image: it is not a place for secrets.
+    // Verbatim: the table of keys keeps its lines; the one-line summary is given whole.
+    #[command(
+        verbatim_doc_comment,
+        about = "Build an enclave image from a manifest (enclave.toml): your application on a kernel and init, with no Docker anywhere."
+    )]
     Image(ImageArgs),
     /// Build an EIF from a kernel, a command line and ramdisks, and print its PCRs.
     ///
