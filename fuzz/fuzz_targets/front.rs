@@ -104,6 +104,7 @@ impl Upstream for App {
 struct Apps {
     app: App,
     refuse: bool,
+    kept: usize,
 }
 
 impl Upstreams<App> for Apps {
@@ -117,6 +118,13 @@ impl Upstreams<App> for Apps {
         Ok(self.app.clone())
     }
     fn release(&mut self, _: App) {}
+    fn keep(&mut self) -> bool {
+        self.kept += 1;
+        true
+    }
+    fn unkeep(&mut self) {
+        self.kept = self.kept.checked_sub(1).expect("unkeep without keep");
+    }
 }
 
 fn local(_: &Request<'_>) -> Response {
@@ -153,6 +161,7 @@ fuzz_target!(|data: &[u8]| {
     let mut apps = Apps {
         app: app.clone(),
         refuse: mode & 0x80 != 0,
+        kept: 0,
     };
     let Some(mut conn) = FrontConn::new(client, None, &front, &limits, now) else {
         return;

@@ -130,6 +130,8 @@ struct Slot {
 /// The application connections of one worker: its pool, and new ones.
 struct WorkerUpstreams<'a> {
     pool: &'a mut Pool,
+    /// Connections kept by their last client (counted against the pool's size).
+    kept: &'a mut usize,
     addr: &'a UpstreamAddr,
     epoll: &'a Epoll,
 }
@@ -147,10 +149,24 @@ impl Upstreams<UpSock> for WorkerUpstreams<'_> {
     }
 
     fn release(&mut self, up: UpSock) {
-        // Idle in the pool, it must not wake the connection it served.
-        if self.epoll.delete(up.as_fd()).is_ok() {
-            self.pool.put(up);
+        // Idle in the pool, it must not wake the connection it served (it may be out of
+        // epoll already, if it last waited for nothing).
+        match self.epoll.delete(up.as_fd()) {
+            Ok(()) | Err(Errno::ENOENT) => self.pool.put(up),
+            Err(_) => {}
         }
+    }
+
+    fn keep(&mut self) -> bool {
+        let room = *self.kept + self.pool.len() < self.pool.max();
+        if room {
+            *self.kept += 1;
+        }
+        room
+    }
+
+    fn unkeep(&mut self) {
+        *self.kept = self.kept.saturating_sub(1);
     }
 }
 
@@ -178,6 +194,8 @@ pub(crate) struct Worker {
     free: Vec<usize>,
     /// Front mode: idle connections to the application.
     pool: Pool,
+    /// Front mode: idle connections to the application kept by the client that used them.
+    kept: usize,
     /// Connections to serve again this round (their slice ran out).
     run_queue: Vec<usize>,
     /// Connections the memory budget paused.
@@ -228,6 +246,7 @@ impl Worker {
         let pool = Pool::new(shared.front.as_ref().map_or(0, |f| f.pool));
         Ok(Worker {
             pool,
+            kept: 0,
             epoll,
             listener,
             shared_listener,
@@ -361,6 +380,7 @@ impl Worker {
                 };
                 let mut ups = WorkerUpstreams {
                     pool: &mut self.pool,
+                    kept: &mut self.kept,
                     addr: &front.upstream,
                     epoll: &self.epoll,
                 };
@@ -565,6 +585,16 @@ impl Worker {
             if let Some(mut s) = entry.take() {
                 let _ = self.epoll.delete(s.conn.socket().as_fd());
                 s.conn.release(&self.shared.budget);
+                if let Client::Front(c) = &mut s.conn {
+                    // Its kept application connection goes back to the pool.
+                    if let Some(up) = c.take_kept() {
+                        self.kept = self.kept.saturating_sub(1);
+                        match self.epoll.delete(up.as_fd()) {
+                            Ok(()) | Err(Errno::ENOENT) => self.pool.put(up),
+                            Err(_) => {}
+                        }
+                    }
+                }
                 drop(s);
                 self.free.push(slot);
                 self.shared.stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -618,8 +648,9 @@ impl Worker {
 }
 
 /// Makes epoll watch what a front connection's application connection waits for: added
-/// when the connection is new to it (a new generation), modified when only the interest
-/// changed. False if epoll refuses (the connection is then closed).
+/// when the connection is new to it (a new generation, or back from waiting on the client),
+/// modified when only the interest changed, removed while it waits for nothing. False if
+/// epoll refuses (the connection is then closed).
 fn register_upstream(
     epoll: &Epoll,
     slot: usize,
@@ -631,6 +662,14 @@ fn register_upstream(
         *registered = None;
         return true;
     };
+    if interest == Interest::default() {
+        // Waiting on the client: out of epoll altogether, since a hangup or error would be
+        // reported whatever the interest, and level-triggered, on every wait.
+        if registered.take().is_some() {
+            let _ = epoll.delete(up.as_fd());
+        }
+        return true;
+    }
     let token = UPSTREAM | (slot as u64 + 1);
     let mut ev = EpollEvent::new(epoll_flags(interest), token);
     match *registered {

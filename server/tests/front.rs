@@ -479,12 +479,24 @@ mod tests {
             );
         }
         assert_eq!(app.heads().len(), 20);
-        // From a second client too: still the one pooled application connection.
-        let mut tls = srv.tls();
-        tls.write_all(b"GET /head HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Twenty requests, one application connection: the client kept it between them.
+        let accepted = || app.accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(accepted(), 1);
+        // A second client meanwhile gets one of its own (the first still holds its own).
+        let mut other = srv.tls();
+        other
+            .write_all(b"GET /head HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
-        assert_eq!(read_response(&mut tls, false).status, 200);
-        assert_eq!(app.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(read_response(&mut other, false).status, 200);
+        assert_eq!(accepted(), 2);
+        for _ in 0..5 {
+            for t in [&mut tls, &mut other] {
+                t.write_all(b"GET /head HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                assert_eq!(read_response(t, false).status, 200);
+            }
+        }
+        assert_eq!(accepted(), 2, "each kept its own");
     }
 
     #[test]

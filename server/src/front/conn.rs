@@ -42,6 +42,8 @@ use std::time::Instant;
 pub const UP_OUT_MAX: usize = 64 * 1024;
 /// The most response bytes read from the application per read, and held of a response head.
 pub const UP_IN_MAX: usize = 64 * 1024;
+/// The most bytes asked of the application's socket per read.
+const UP_READ: usize = 16 * 1024;
 /// Response header lines accepted from the application.
 const MAX_RESPONSE_HEADERS: usize = 100;
 /// Socket reads per side per round.
@@ -84,6 +86,11 @@ pub trait Upstreams<U> {
     fn fresh(&mut self) -> io::Result<U>;
     /// A connection that finished an exchange cleanly and may be used again.
     fn release(&mut self, up: U);
+    /// Whether the client connection that used a connection may keep it for its next request
+    /// (counted until [`Upstreams::unkeep`]): the worker's pool, parked with its last user.
+    fn keep(&mut self) -> bool;
+    /// A kept connection was taken for an exchange, closed or given back.
+    fn unkeep(&mut self);
 }
 
 /// A connection to the application, as the exchange sees it.
@@ -194,6 +201,10 @@ pub struct FrontConn<S, U> {
     charged: usize,
     served: u64,
     ex: Option<Box<Exchange<U>>>,
+    /// The application connection of the last exchange, kept for the next request of this
+    /// client (no pool round trip, and it stays registered as it is); read-watched, so the
+    /// application closing it is noticed.
+    kept: Option<U>,
     /// Changes whenever the application connection does (the worker re-registers it).
     up_gen: u64,
     /// A tick's verdict waiting for the next step (a 504 to send).
@@ -228,6 +239,7 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
             charged: 0,
             served: 0,
             ex: None,
+            kept: None,
             up_gen: 0,
             timed_out: false,
             paused: false,
@@ -243,7 +255,13 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
     /// The application connection of the exchange in progress, what it waits for, and its
     /// generation (which changes with the connection).
     pub fn upstream(&self) -> Option<(&U, Interest, u64)> {
-        let ex = self.ex.as_ref()?;
+        let Some(ex) = self.ex.as_ref() else {
+            let read = Interest {
+                read: true,
+                write: false,
+            };
+            return self.kept.as_ref().map(|k| (k, read, self.up_gen));
+        };
         let up = ex.up.as_ref()?;
         let pending_out = ex.up_sent < ex.up_out.len();
         let interest = Interest {
@@ -253,6 +271,12 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
             write: !ex.connected || pending_out,
         };
         Some((up, interest, self.up_gen))
+    }
+
+    /// The kept application connection, taken out (the connection is closing: the worker
+    /// gives it back to the pool).
+    pub fn take_kept(&mut self) -> Option<U> {
+        self.kept.take()
     }
 
     /// The phase.
@@ -390,6 +414,9 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
                 }
             }
         }
+        if self.ex.is_none() && (up.read || up.hangup) {
+            self.check_kept(upstreams);
+        }
         let mut progress = false;
         if self.timed_out {
             self.timed_out = false;
@@ -460,6 +487,23 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
         }
         self.set_deadline(progress, env);
         self.keep(false)
+    }
+
+    /// The kept application connection woke up between exchanges: the application closed it
+    /// (EOF), reset it, or sent bytes nobody asked for. Either way it is dropped.
+    fn check_kept(&mut self, upstreams: &mut dyn Upstreams<U>) {
+        let Some(k) = self.kept.as_mut() else {
+            return;
+        };
+        let mut b = [0u8; 1];
+        match k.read(&mut b) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            _ => {
+                self.kept = None;
+                self.up_gen += 1;
+                upstreams.unkeep();
+            }
+        }
     }
 
     /// Reads the PROXY v2 header, exactly (what follows it is the TLS handshake's).
@@ -595,11 +639,21 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
         self.closing |= closing;
         self.consume(head_len);
         let retry = matches!(req, ReqBody::Done).then(|| up_out.clone());
-        let (up, reused, connected) = match upstreams.open() {
+        let opened = match self.kept.take() {
+            // Registered as it is: the generation stays.
+            Some(k) => {
+                upstreams.unkeep();
+                Ok((k, true))
+            }
+            None => {
+                self.up_gen += 1;
+                upstreams.open()
+            }
+        };
+        let (up, reused, connected) = match opened {
             Ok((u, reused)) => (Some(u), reused, reused),
             Err(_) => (None, false, false),
         };
-        self.up_gen += 1;
         self.ex = Some(Box::new(Exchange {
             up,
             connected,
@@ -784,26 +838,34 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
         // The response from the application.
         let mut up_eof = false;
         if up_ready.read || up_ready.hangup {
-            // read_to_end over a bounded `take`: until the socket is empty, EOF or the limit,
-            // into the buffer's spare capacity (nothing zero-filled first), what it read kept
-            // even when it ends in WouldBlock.
-            let room = UP_IN_MAX.saturating_sub(ex.up_in.len());
-            let wanted = !matches!(ex.resp, RespBody::Done)
-                && self.tls.pending_out() < OUT_HIGH_WATER
-                && room > 0;
-            if let (true, Some(up)) = (wanted, ex.up.as_mut()) {
-                let before = ex.up_in.len();
-                let r = Read::take(&mut *up, room as u64).read_to_end(&mut ex.up_in);
-                let got = ex.up_in.len() - before;
-                moved |= got > 0;
+            // Into the buffer, 16 KiB at most per read (what is zero-filled first); a short
+            // read means the socket is empty: no further read just to hear EAGAIN.
+            for _ in 0..READS_PER_WAKEUP {
+                let room = UP_IN_MAX.saturating_sub(ex.up_in.len()).min(UP_READ);
+                let wanted = !matches!(ex.resp, RespBody::Done)
+                    && self.tls.pending_out() < OUT_HIGH_WATER
+                    && room > 0;
+                let (true, Some(up)) = (wanted, ex.up.as_mut()) else {
+                    break;
+                };
+                let old = ex.up_in.len();
+                ex.up_in.resize(old + room, 0);
+                let r = up.read(ex.up_in.get_mut(old..).unwrap_or_default());
+                let n = *r.as_ref().unwrap_or(&0);
+                ex.up_in.truncate(old + n);
                 match r {
-                    Ok(_) if got < room => up_eof = true,
-                    Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) => {}
+                    Ok(0) => {
+                        up_eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        moved = true;
+                        if n < room {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) if matches!(ex.resp, RespBody::Head) && ex.up_in.is_empty() => {
                         return retry_or(
                             ex,
@@ -978,13 +1040,20 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
             }
             let us = u64::try_from(ex.started.elapsed().as_micros()).unwrap_or(u64::MAX);
             log_line(env.log, &ex.method, &ex.path, ex.status, ex.bytes, us);
-            if let Some(up) = ex.up.take() {
-                if ex.reusable && request_done {
-                    upstreams.release(up);
-                }
-            }
+            let ex_reusable = ex.reusable;
+            let up = ex.up.take();
             self.ex = None;
-            self.up_gen += 1;
+            match up {
+                // Kept by this client for its next request, registered as it is.
+                Some(up) if ex_reusable && request_done && !self.closing && upstreams.keep() => {
+                    self.kept = Some(up);
+                }
+                Some(up) if ex_reusable && request_done => {
+                    upstreams.release(up);
+                    self.up_gen += 1;
+                }
+                _ => self.up_gen += 1,
+            }
             if !request_done {
                 let all = self.input.len();
                 self.consume(all);

@@ -192,6 +192,11 @@ impl Pool {
         }
     }
 
+    /// The most idle connections kept.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Idle connections held.
     pub fn len(&self) -> usize {
         self.idle.len()

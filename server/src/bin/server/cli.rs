@@ -86,6 +86,8 @@ const OPTIONS: &[Opt] = &[
         "Front mode: where the attestation endpoint answers (GET PATH?nonce=HEX), out of the way of your application's paths."),
     opt("upstream-timeout", "UPSTREAM_TIMEOUT", "DURATION", Some("60s"),
         "Front mode: how long the application may take to answer, or stay silent in the middle of an exchange (504 before its answer began; the connection is cut after)."),
+    opt("upstream-pool", "UPSTREAM_POOL", "N", Some("32"),
+        "Front mode: idle keep-alive connections to the application kept per worker, in the pool or by the client connection that used them last (its next request needs no new connection)."),
     opt("local-attestation", "LOCAL_ATTESTATION", "ADDR|off", Some("tcp:127.0.0.1:9901"),
         "Front mode: the application's own attestation API, plain HTTP on a loopback address only: GET /attestation?nonce=HEX&user_data=HEX&public_key=HEX answers the NSM's document (application/cbor) with the fields the application chose, so it can attest its own results. off: none."),
     Opt {
@@ -320,6 +322,7 @@ pub fn parse(
             front.local_paths = vec![path];
             front.proxy_protocol = proxy_protocol;
             front.upstream_timeout = duration("upstream-timeout")?;
+            front.pool = size("upstream-pool")?;
             Some(front)
         }
     };

@@ -58,6 +58,9 @@ struct Ups {
     fresh: VecDeque<io::Result<Up>>,
     released: Vec<Up>,
     opened: usize,
+    /// Connections a client may keep (0: none, everything goes back to the pool).
+    keep_room: usize,
+    kept: usize,
 }
 
 impl Upstreams<Up> for Ups {
@@ -75,6 +78,14 @@ impl Upstreams<Up> for Ups {
     }
     fn release(&mut self, up: Up) {
         self.released.push(up);
+    }
+    fn keep(&mut self) -> bool {
+        let ok = self.kept < self.keep_room;
+        self.kept += usize::from(ok);
+        ok
+    }
+    fn unkeep(&mut self) {
+        self.kept -= 1;
     }
 }
 
@@ -484,4 +495,38 @@ fn a_response_head_may_arrive_in_pieces() {
         w.settle(&mut c);
     }
     assert_eq!(said(&c), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+}
+
+#[test]
+fn a_client_keeps_its_application_connection_between_requests() {
+    let mut w = World::new();
+    w.ups.keep_room = 1;
+    let up = w.up();
+    let mut c = w.conn(client(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"));
+    w.settle(&mut c);
+    up.push(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
+    w.settle(&mut c);
+    assert_eq!(
+        (w.ups.kept, w.ups.released.len()),
+        (1, 0),
+        "kept, not pooled"
+    );
+    let (_, interest, generation) = c.upstream().expect("still watched");
+    assert!(interest.read && !interest.write);
+    // The next request goes out on it, with no open and no new registration.
+    c.sock.push(b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    w.settle(&mut c);
+    assert_eq!(w.ups.opened, 1);
+    assert_eq!(w.ups.kept, 0, "in use again");
+    assert_eq!(c.upstream().map(|u| u.2), Some(generation));
+    assert_eq!(up.written().matches("GET /").count(), 2);
+    up.push(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb");
+    w.settle(&mut c);
+    assert!(said(&c).ends_with("b"));
+    assert_eq!(w.ups.kept, 1);
+    // The application closes it while idle: noticed, dropped, counted out.
+    up.op(Op::Eof);
+    w.settle(&mut c);
+    assert_eq!(w.ups.kept, 0);
+    assert!(c.upstream().is_none());
 }
