@@ -374,10 +374,14 @@ pub fn block_term_signals() -> io::Result<libc::sigset_t> {
 /// Waits up to `timeout` for one of the signals in `set` (blocked beforehand): its number, or
 /// `None` when the time ran out (or a signal outside the set interrupted the wait).
 pub fn sigtimedwait(set: &libc::sigset_t, timeout: Duration) -> io::Result<Option<libc::c_int>> {
-    let ts = libc::timespec {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+    // Through a zeroed timespec's own field types: musl's libc crate deprecates naming
+    // `time_t` (its width is changing there).
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
+    ts.tv_sec = timeout.as_secs().try_into().unwrap_or(i32::MAX.into());
+    ts.tv_nsec = timeout.subsec_nanos().into();
     // SAFETY: `set` is an initialised sigset_t, `ts` a valid timespec; no siginfo is wanted.
     let r = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &raw const ts) };
     if r >= 0 {
