@@ -68,6 +68,12 @@ pub struct Options {
     pub dir: PathBuf,
     /// Copy the console to our stdout.
     pub echo: bool,
+    /// host-relay sends a PROXY v2 header ahead of each client (for a front with
+    /// `--proxy-protocol`).
+    pub proxy_v2: bool,
+    /// The parent's egress routes an image build wrote (`egress-routes`): the relay serves
+    /// them too, each `vsock:any:PORT` listener as the emulator's host socket for that port.
+    pub egress_routes: Option<PathBuf>,
 }
 
 impl Options {
@@ -81,6 +87,8 @@ impl Options {
             vsock_port: 443,
             dir: run_dir(),
             echo: true,
+            proxy_v2: false,
+            egress_routes: None,
         }
     }
 }
@@ -216,14 +224,28 @@ pub fn run(opts: &Options, tools: &Tools) -> Result<Summary> {
         start_heartbeat_listener(dir, heartbeat.clone())?;
         // The relay, as on a parent instance: TCP in, the enclave's vsock port out (here
         // through vhost-device-vsock's Unix socket: the "hybrid vsock" form).
-        let route = format!(
+        let mut route = format!(
             "tcp:127.0.0.1:{}=vsock-uds:{}:{}",
             opts.port,
             dir.join("vm.vsock").display(),
             opts.vsock_port
         );
+        if opts.proxy_v2 {
+            route.push_str(",proxy-v2");
+        }
+        let mut routes = vec!["--route".to_owned(), route];
+        if let Some(file) = &opts.egress_routes {
+            let text = fs::read_to_string(file).ctx(|| format!("reading {}", file.display()))?;
+            for r in egress_routes(&text, &dir.join("vm.vsock"))
+                .map_err(|e| Error(format!("{}: {e}", file.display())))?
+            {
+                routes.push("--route".into());
+                routes.push(r);
+            }
+        }
         let relay = Command::new(&tools.relay)
-            .args(["--route", &route, "--workers", "1"])
+            .args(&routes)
+            .args(["--workers", "1"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -470,6 +492,34 @@ pub fn vsock_connect(uds: &Path, port: u32, timeout: Duration) -> std::io::Resul
     }
 }
 
+/// The parent's egress routes (`vsock:any:PORT=TARGET[,OPTION…]`, one per line, `#`
+/// comments) as the relay serves them next to the emulator: a guest connecting to the host's
+/// vsock PORT reaches vhost-device-vsock's Unix socket `UDS_PORT`, so that is where the
+/// relay listens.
+pub fn egress_routes(text: &str, uds: &Path) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (listen, target) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: not LISTEN=TARGET: {line:?}", i + 1))?;
+        let port = listen
+            .strip_prefix("vsock:any:")
+            .filter(|p| p.parse::<u32>().is_ok())
+            .ok_or_else(|| {
+                format!(
+                    "line {}: the listener is not vsock:any:PORT: {line:?}",
+                    i + 1
+                )
+            })?;
+        out.push(format!("unix:{}_{port}={target}", uds.display()));
+    }
+    Ok(out)
+}
+
 /// Writes `ready` once the server's vsock port accepts a connection.
 fn start_ready_probe(
     dir: &Path,
@@ -518,6 +568,12 @@ pub fn start_detached(opts: &Options, limit: Duration) -> Result<u32> {
         ])
         .arg("--dir")
         .arg(&opts.dir)
+        .args(opts.proxy_v2.then_some("--proxy-v2"))
+        .args(
+            opts.egress_routes
+                .iter()
+                .flat_map(|f| [std::ffi::OsStr::new("--egress-routes"), f.as_os_str()]),
+        )
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(logf.try_clone().ctx(|| "harness.log".into())?)
@@ -612,5 +668,34 @@ pub fn stop(dir: &Path) -> Result<usize> {
         err(format!(
             "processes {left:?} of the enclave harness are still running"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_routes_listen_where_the_emulator_sends_guest_connections() {
+        let uds = Path::new("/run/x/vm.vsock");
+        assert_eq!(
+            egress_routes(
+                "# egress\nvsock:any:8000=tcp:api.example.com:443\n\nvsock:any:8001=tcp:b:80,proxy-v2\n",
+                uds
+            )
+            .unwrap(),
+            [
+                "unix:/run/x/vm.vsock_8000=tcp:api.example.com:443",
+                "unix:/run/x/vm.vsock_8001=tcp:b:80,proxy-v2"
+            ]
+        );
+        assert_eq!(
+            egress_routes("tcp:1.2.3.4:1=tcp:a:1", uds).unwrap_err(),
+            "line 1: the listener is not vsock:any:PORT: \"tcp:1.2.3.4:1=tcp:a:1\""
+        );
+        assert_eq!(
+            egress_routes("x", uds).unwrap_err(),
+            "line 1: not LISTEN=TARGET: \"x\""
+        );
     }
 }
