@@ -31,29 +31,32 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The CPU the server runs on.
-const SERVER_CPU: &str = "1";
+pub(crate) const SERVER_CPU: &str = "1";
 /// The CPU the load generator runs on.
-const LOAD_CPU: &str = "0";
+pub(crate) const LOAD_CPU: &str = "0";
 /// Concurrent `openssl s_time` clients of the handshake row.
 const HANDSHAKE_CLIENTS: usize = 4;
 
 /// The options.
 #[derive(Debug, Clone, Copy)]
-struct Opts {
+pub(crate) struct Opts {
     /// Seconds per measurement.
-    secs: u64,
+    pub(crate) secs: u64,
     /// Rounds (best of).
-    rounds: usize,
+    pub(crate) rounds: usize,
     /// Idle connections of the memory row.
-    conns: usize,
+    pub(crate) conns: usize,
 }
 
-fn parse(args: &[String]) -> Result<Opts> {
+/// The options of `cargo xtask bench NAME` (`--secs N`, `--rounds N`, `--conns N`), and the
+/// binary of `--server PATH` (another build of our server, to compare two builds).
+pub(crate) fn parse(bench: &str, args: &[String]) -> Result<(Opts, Option<PathBuf>)> {
     let mut o = Opts {
         secs: 5,
         rounds: 2,
         conns: 10_000,
     };
+    let mut server = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut number = |name: &str| -> Result<u64> {
@@ -66,14 +69,18 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--secs" => o.secs = number("--secs")?,
             "--rounds" => o.rounds = usize::try_from(number("--rounds")?).unwrap_or(1),
             "--conns" => o.conns = usize::try_from(number("--conns")?).unwrap_or(1),
+            "--server" => match it.next() {
+                Some(path) => server = Some(PathBuf::from(path)),
+                None => return err(format!("bench {bench}: --server needs the path of a server binary")),
+            },
             other => {
                 return err(format!(
-                    "bench server: unexpected argument `{other}` (options: --secs N, --rounds N, --conns N, --server PATH)"
+                    "bench {bench}: unexpected argument `{other}` (options: --secs N, --rounds N, --conns N, --server PATH)"
                 ))
             }
         }
     }
-    Ok(o)
+    Ok((o, server))
 }
 
 /// The servers compared.
@@ -98,22 +105,25 @@ impl Peer {
 
 /// Where things are.
 #[derive(Debug)]
-struct Paths {
-    out: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    server: PathBuf,
+pub(crate) struct Paths {
+    /// `target/bench`.
+    pub(crate) out: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    /// Our server's binary.
+    pub(crate) server: PathBuf,
     hyper: PathBuf,
-    hold: PathBuf,
+    /// `tls-hold`.
+    pub(crate) hold: PathBuf,
     ticks_per_sec: f64,
 }
 
 /// A running server, killed on drop.
 #[derive(Debug)]
-struct Running {
+pub(crate) struct Running {
     child: Child,
-    pid: u32,
-    port: u16,
+    pub(crate) pid: u32,
+    pub(crate) port: u16,
 }
 
 impl Drop for Running {
@@ -135,21 +145,21 @@ struct Load {
 
 /// The memory row of one peer.
 #[derive(Debug, Clone, Copy, Default)]
-struct Memory {
-    before_kib: u64,
-    during_kib: u64,
-    held: usize,
+pub(crate) struct Memory {
+    pub(crate) before_kib: u64,
+    pub(crate) during_kib: u64,
+    pub(crate) held: usize,
 }
 
 impl Memory {
-    fn per_conn_kib(&self) -> f64 {
+    pub(crate) fn per_conn_kib(&self) -> f64 {
         to_f64(self.during_kib.saturating_sub(self.before_kib)) / to_f64(self.held.max(1) as u64)
     }
 }
 
 /// Display and ratios only: the precision lost does not matter.
 #[allow(clippy::cast_precision_loss)]
-fn to_f64(n: u64) -> f64 {
+pub(crate) fn to_f64(n: u64) -> f64 {
     n as f64
 }
 
@@ -182,7 +192,7 @@ fn target_dir() -> PathBuf {
         .map_or_else(|| project_root().join("target"), PathBuf::from)
 }
 
-fn prepare() -> Result<Paths> {
+pub(crate) fn prepare() -> Result<Paths> {
     install_tools()?;
     let root = project_root();
     let out = root.join("target").join("bench");
@@ -287,16 +297,47 @@ http {{
     Ok(path)
 }
 
-/// Starts `peer` on CPU 1 with the open-files soft limit raised to the hard one.
-fn start(peer: Peer, p: &Paths) -> Result<Running> {
-    let port = free_port()?;
-    let addr = format!("127.0.0.1:{port}");
+/// A command that runs a program (its arguments: the program and its arguments) on `cpu`,
+/// with the open-files soft limit raised to the hard one.
+pub(crate) fn pinned(cpu: &str) -> Command {
     let mut cmd = Command::new("sh");
     cmd.args([
         "-c",
         "ulimit -n \"$(ulimit -Hn)\" && exec taskset -c \"$0\" \"$@\"",
-        SERVER_CPU,
+        cpu,
     ]);
+    cmd
+}
+
+/// Starts `cmd` (stdin and stdout to /dev/null) and waits until it listens on `port`.
+pub(crate) fn start_listening(mut cmd: Command, name: &str, port: u16) -> Result<Running> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let child = cmd.spawn().ctx(|| format!("starting {name}"))?;
+    let mut running = Running {
+        pid: child.id(),
+        child,
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(running);
+        }
+        if let Ok(Some(status)) = running.child.try_wait() {
+            return err(format!("{name} exited at start ({status})"));
+        }
+        if Instant::now() > deadline {
+            return err(format!("{name} did not listen on 127.0.0.1:{port}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `peer` on CPU 1 with the open-files soft limit raised to the hard one.
+fn start(peer: Peer, p: &Paths) -> Result<Running> {
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = pinned(SERVER_CPU);
     match peer {
         Peer::Ours => {
             cmd.arg(&p.server)
@@ -316,30 +357,11 @@ fn start(peer: Peer, p: &Paths) -> Result<Running> {
     }
     // The request log of our server goes to /dev/null: it is still written (our server has no
     // switch for it), so its cost is included; nginx runs with access_log off.
-    cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    let child = cmd.spawn().ctx(|| format!("starting {}", peer.name()))?;
-    let mut running = Running {
-        pid: child.id(),
-        child,
-        port,
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(running);
-        }
-        if let Ok(Some(status)) = running.child.try_wait() {
-            return err(format!("{} exited at start ({status})", peer.name()));
-        }
-        if Instant::now() > deadline {
-            return err(format!("{} did not listen on {addr}", peer.name()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    start_listening(cmd, peer.name(), port)
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_secs(pid: u32, p: &Paths) -> Result<f64> {
+pub(crate) fn cpu_secs(pid: u32, p: &Paths) -> Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let stat = fs::read_to_string(&path).ctx(|| format!("reading {path}"))?;
     // Fields after the command name (which may hold spaces): 3 = state, 14 = utime, 15 = stime.
@@ -395,7 +417,9 @@ fn parse_s_time(text: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-fn wrk(port: u16, secs: u64) -> Result<(u64, f64, f64)> {
+/// `wrk -t1 -c64 --latency` on [`LOAD_CPU`] against `https://127.0.0.1:PORT/health` for `secs`:
+/// (requests, requests/s, p99 ms); non-2xx answers are an error.
+pub(crate) fn wrk(port: u16, secs: u64) -> Result<(u64, f64, f64)> {
     let text = output(Command::new("taskset").args([
         "-c",
         LOAD_CPU,
@@ -471,7 +495,12 @@ fn load_round(peer: Peer, p: &Paths, o: Opts) -> Result<Load> {
 }
 
 fn memory(peer: Peer, p: &Paths, conns: usize) -> Result<Memory> {
-    let srv = start(peer, p)?;
+    hold_memory(&start(peer, p)?, peer.name(), p, conns)
+}
+
+/// The memory row of a freshly started server: its VmRSS before and while `tls-hold` (on
+/// [`LOAD_CPU`]) keeps `conns` idle TLS connections open, each after one `GET /health`.
+pub(crate) fn hold_memory(srv: &Running, name: &str, p: &Paths, conns: usize) -> Result<Memory> {
     let addr = format!("127.0.0.1:{}", srv.port);
     let hold = |n: usize| -> Result<Child> {
         Command::new("sh")
@@ -519,7 +548,7 @@ fn memory(peer: Peer, p: &Paths, conns: usize) -> Result<Memory> {
     }
     let _ = child.wait();
     if failed > 0 {
-        eprintln!("  {}: {failed} of {conns} connections failed", peer.name());
+        eprintln!("  {name}: {failed} of {conns} connections failed");
     }
     let m = Memory {
         before_kib,
@@ -527,8 +556,7 @@ fn memory(peer: Peer, p: &Paths, conns: usize) -> Result<Memory> {
         held,
     };
     eprintln!(
-        "  {}: VmRSS {} KiB -> {} KiB with {held} idle TLS connections: {:.2} KiB each",
-        peer.name(),
+        "  {name}: VmRSS {} KiB -> {} KiB with {held} idle TLS connections: {:.2} KiB each",
         before_kib,
         during_kib,
         m.per_conn_kib()
@@ -537,7 +565,7 @@ fn memory(peer: Peer, p: &Paths, conns: usize) -> Result<Memory> {
 }
 
 /// Ours divided by the peer's (for display).
-fn ratio(ours: f64, theirs: f64) -> String {
+pub(crate) fn ratio(ours: f64, theirs: f64) -> String {
     if theirs > 0.0 {
         format!("{:.2}x", ours / theirs)
     } else {
@@ -545,20 +573,18 @@ fn ratio(ours: f64, theirs: f64) -> String {
     }
 }
 
+/// `nginx -v` (for the JSON; empty when it cannot be run), with no double quotes.
+pub(crate) fn nginx_version() -> String {
+    Command::new("nginx")
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().replace('"', "'"))
+        .unwrap_or_default()
+}
+
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result {
-    // `--server PATH`: measure another build of our server (to compare two builds).
-    let (args, server) = match args.iter().position(|a| a == "--server") {
-        Some(i) => {
-            let Some(path) = args.get(i + 1) else {
-                return err("bench server: --server needs the path of a server binary");
-            };
-            let rest: Vec<String> = args[..i].iter().chain(&args[i + 2..]).cloned().collect();
-            (rest, Some(PathBuf::from(path)))
-        }
-        None => (args.to_vec(), None),
-    };
-    let o = parse(&args)?;
+    let (o, server) = parse("server", args)?;
     let mut p = prepare()?;
     if let Some(server) = server {
         p.server = server;
@@ -632,17 +658,13 @@ pub fn run(args: &[String]) -> Result {
          wrk -t1 -c64; {HANDSHAKE_CLIENTS} x openssl s_time -new -tls1_3; tls-hold x {})",
         o.rounds, o.secs, o.conns
     );
-    let nginx_version = Command::new("nginx")
-        .arg("-v")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-        .unwrap_or_default();
+    let nginx_version = nginx_version();
     let json = format!(
         "{{\n  \"benchmark\": \"server\",\n  \"secs\": {},\n  \"rounds\": {},\n  \"idle_connections\": {},\n  \"nginx\": \"{}\",\n  \"rows\": [\n{}\n  ],\n  \"rss_kib\": {{{}}}\n}}\n",
         o.secs,
         o.rounds,
         o.conns,
-        nginx_version.replace('"', "'"),
+        nginx_version,
         json_rows.join(",\n"),
         PEERS
             .iter()
