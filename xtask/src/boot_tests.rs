@@ -58,11 +58,23 @@ fn boot_expecting(tools: &Tools, image: enclave::Image, dir: &Path, expect: &str
 
 /// Boots `image` in the foreground (console not echoed) and checks how it ended.
 fn boot_once(tools: &Tools, image: enclave::Image, dir: &Path, expect: &str) -> Result {
+    boot_once_with(tools, image, dir, expect, |_| {})
+}
+
+/// [`boot_once`], with the harness's options adjusted by `adjust` first (the egress routes).
+fn boot_once_with(
+    tools: &Tools,
+    image: enclave::Image,
+    dir: &Path,
+    expect: &str,
+    adjust: impl FnOnce(&mut Options),
+) -> Result {
     let mut opts = Options::new(image);
     opts.dir = dir.to_owned();
     opts.port = free_port()?;
     opts.echo = false;
     opts.memory = "64M".into();
+    adjust(&mut opts);
     let summary: Summary = enclave::run(&opts, tools)?;
     let console = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
     let tail = || {
@@ -228,12 +240,164 @@ pub fn processes(image: &Image, tools: &Tools) -> Vec<Outcome> {
     )]
 }
 
+/// The port of the egress boot test's service, as the enclave names it (`egress.test:8080`).
+const EGRESS_PORT: u16 = 8080;
+
+/// What the egress boot test's service answers.
+const EGRESS_BODY: &str = "hello from outside the enclave";
+
+/// A tiny HTTP server on 127.0.0.1 answering every request with [`EGRESS_BODY`], recording
+/// each request's head; stopped (and its thread joined) when dropped.
+struct TestService {
+    port: u16,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TestService {
+    fn start() -> Result<TestService> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .ctx(|| "binding the egress test's service".into())?;
+        let port = listener
+            .local_addr()
+            .ctx(|| "the egress test's service address".into())?
+            .port();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (Arc::clone(&requests), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = conn else { continue };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if let Ok(mut r) = seen.lock() {
+                    r.push(String::from_utf8_lossy(&head).into_owned());
+                }
+                let _ = s.write_all(
+                    format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n{EGRESS_BODY}\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        Ok(TestService {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for TestService {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The egress routes the build wrote, each target replaced by the test's service on this
+/// machine (which cannot resolve the test's made-up name); the harness listens for each on the
+/// emulator's host socket of its vsock port (`enclave::egress_routes`).
+fn routes_to(routes: &str, service: u16) -> Result<String> {
+    let mut out = String::new();
+    for line in routes
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let Some((listen, _)) = line.split_once('=') else {
+            return err(format!("egress-routes: {line:?} is not LISTEN=TARGET"));
+        };
+        out.push_str(&format!("{listen}=tcp:127.0.0.1:{service}\n"));
+    }
+    Ok(out)
+}
+
+/// Egress: `fetch` (examples/egress) in the enclave GETs a service on this machine by a name
+/// listed in the manifest's `egress` (through /etc/hosts, the forwarder in the enclave, vsock,
+/// and host-relay here with the routes the build wrote), and fails to resolve a name that is
+/// not listed; then it exits and the enclave reboots.
+pub fn egress(image: &Image, tools: &Tools) -> Vec<Outcome> {
+    let listed = format!("http://egress.test:{EGRESS_PORT}/hello");
+    let unlisted = format!("http://not-listed.test:{EGRESS_PORT}/");
+    let r = (|| -> Result {
+        let service = TestService::start()?;
+        let manifest = format!(
+            "egress = [\"egress.test:{EGRESS_PORT}\"]\n[app]\nbinary = \"${{ENCLAVE_BIN}}/fetch\"\n\
+             args = [\"/fetch\", \"{listed}\", \"{unlisted}\"]\nenv = {{ PATH = \"/\" }}\n"
+        );
+        let dir = variant(image, "egress", &manifest)?;
+        let run = dir.join("run");
+        fs::create_dir_all(&run).ctx(|| format!("creating {}", run.display()))?;
+        let routes = fs::read_to_string(dir.join("egress-routes"))
+            .ctx(|| "reading the egress-routes the build wrote".into())?;
+        let local = dir.join("egress-routes.test");
+        fs::write(&local, routes_to(&routes, service.port)?)
+            .ctx(|| format!("writing {}", local.display()))?;
+        boot_once_with(
+            tools,
+            enclave::Image::Eif(dir.join("enclave.eif")),
+            &run,
+            &format!("fetch {listed}: HTTP/1.0 200 OK: {EGRESS_BODY}"),
+            |opts| opts.egress_routes = Some(local.clone()),
+        )?;
+        let console = fs::read_to_string(run.join("console.log")).ctx(|| "console.log".into())?;
+        let want = format!("fetch {unlisted}: failed: cannot resolve not-listed.test");
+        if !console.contains(&want) {
+            return err(format!("the console never said {want:?}"));
+        }
+        let requests = service
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let host = format!("GET /hello HTTP/1.0\r\nHost: egress.test:{EGRESS_PORT}\r\n");
+        if requests.len() != 1 || !requests[0].starts_with(&host) {
+            return err(format!(
+                "the service expected one request for egress.test, got {requests:?}"
+            ));
+        }
+        Ok(())
+    })();
+    vec![outcome(
+        "egress: the enclave's fetch reaches a listed name through the forwarder, vsock and \
+         host-relay --routes, an unlisted name does not resolve, and the exit reboots",
+        r,
+    )]
+}
+
 /// Boots `eif` in 64 MiB in the background, its run files in `dir`, forwarded from a free
 /// port, until its server answers; the options say where (stop it with `enclave::stop`).
 fn boot_detached(eif: PathBuf, dir: PathBuf) -> (Options, Result) {
+    boot_detached_with(eif, dir, |_| {})
+}
+
+/// [`boot_detached`], with the harness's options adjusted by `adjust` first.
+fn boot_detached_with(
+    eif: PathBuf,
+    dir: PathBuf,
+    adjust: impl FnOnce(&mut Options),
+) -> (Options, Result) {
     let mut opts = Options::new(enclave::Image::Eif(eif));
     opts.dir = dir;
     opts.memory = "64M".into();
+    adjust(&mut opts);
     let started = free_port().and_then(|port| {
         opts.port = port;
         enclave::start_detached(&opts, Duration::from_secs(180)).map(drop)
@@ -390,6 +554,108 @@ pub fn examples(image: &Image) -> Vec<Outcome> {
             Err(e),
         )),
     }
+    outcomes
+}
+
+/// examples/front: an unmodified HTTP application, Debian busybox-static's httpd on
+/// 127.0.0.1:8080 in a container image made with umoci, behind our front (`[front]`), booted
+/// in 64 MiB with host-relay sending PROXY v2: a static file comes back byte for byte, the
+/// application's CGI sees the client's address in X-Forwarded-For and Forwarded (only the
+/// PROXY header carries it), and `eif-builder attest` verifies the front's attestation
+/// endpoint against the measurements the build wrote.
+pub fn front(image: &Image) -> Vec<Outcome> {
+    let root = project_root();
+    let dir = image.dir.join("examples").join("front");
+    let made = (|| -> Result {
+        if dir.exists() {
+            fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
+        }
+        fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        run(Command::new(root.join("examples/front/make-image.sh"))
+            .arg("/bin/busybox")
+            .arg(dir.join("image"))
+            .stdout(std::process::Stdio::null()))?;
+        let manifest = dir.join("enclave.toml");
+        fs::copy(root.join("examples/front/enclave.toml"), &manifest)
+            .ctx(|| "copying examples/front/enclave.toml".into())?;
+        eif::pack_image(&image.tool, &image.platform, &manifest, &dir, true)
+    })();
+    let ok = made.is_ok();
+    let mut outcomes = vec![outcome(
+        "example front: make-image.sh (busybox httpd, umoci) and eif-builder image with [front]",
+        made,
+    )];
+    if !ok {
+        return outcomes;
+    }
+    let (opts, started) = boot_detached_with(dir.join("enclave.eif"), dir.join("run"), |o| {
+        o.proxy_v2 = true
+    });
+    let port = opts.port;
+    let ok = started.is_ok();
+    outcomes.push(outcome("example front: boots in 64 MiB", started));
+    if ok {
+        let file = (|| -> Result {
+            let got = dir.join("file.txt");
+            let code = curl(port, "/file.txt", &got)?;
+            let want: String = (1..=20_000).map(|i| format!("{i}\n")).collect();
+            let text = fs::read_to_string(&got).unwrap_or_default();
+            if code == "200" && text == want {
+                Ok(())
+            } else {
+                err(format!(
+                    "HTTP {code}: {} bytes, {} expected",
+                    text.len(),
+                    want.len()
+                ))
+            }
+        })();
+        outcomes.push(outcome(
+            "example front: curl -k https://…/file.txt through host-relay returns busybox \
+             httpd's file byte for byte",
+            file,
+        ));
+        let client = (|| -> Result {
+            let got = dir.join("whoami.txt");
+            let code = curl(port, "/cgi-bin/whoami", &got)?;
+            let text = fs::read_to_string(&got).unwrap_or_default();
+            let ok = code == "200"
+                && text.contains("x-forwarded-for=127.0.0.1\n")
+                && text.contains("forwarded=for=\"127.0.0.1:");
+            if ok {
+                Ok(())
+            } else {
+                err(format!("HTTP {code}: {text:?}"))
+            }
+        })();
+        outcomes.push(outcome(
+            "example front: the application sees the client's address from host-relay's PROXY \
+             v2 header (X-Forwarded-For, Forwarded)",
+            client,
+        ));
+        let attested = (|| -> Result {
+            match attest_at(
+                image,
+                port,
+                "/.well-known/enclave-https/attestation",
+                &dir.join("measurements.json"),
+                true,
+            )? {
+                (true, text) if text.contains("\"verified\": true") => Ok(()),
+                (_, text) => err(format!("attest failed: {text}")),
+            }
+        })();
+        outcomes.push(outcome(
+            "example front: eif-builder attest --insecure-emulator verifies the front's \
+             attestation endpoint against the measurements its build wrote",
+            attested,
+        ));
+    }
+    let stopped = enclave::stop(&opts.dir).and_then(|_| nothing_left(&opts.dir, port));
+    outcomes.push(outcome(
+        "example front: stop leaves nothing behind",
+        stopped,
+    ));
     outcomes
 }
 
@@ -582,9 +848,20 @@ fn other_build_measurements(image: &Image) -> Result<PathBuf> {
 
 /// `eif-builder attest` against the running enclave, as a client of the enclave would.
 fn attest(image: &Image, port: u16, measurements: &Path, emulator: bool) -> Result<(bool, String)> {
+    attest_at(image, port, "", measurements, emulator)
+}
+
+/// [`attest`] at the attestation endpoint `path` (empty: the default server's).
+fn attest_at(
+    image: &Image,
+    port: u16,
+    path: &str,
+    measurements: &Path,
+    emulator: bool,
+) -> Result<(bool, String)> {
     let mut c = Command::new(&image.tool);
     c.arg("attest")
-        .arg(format!("https://127.0.0.1:{port}"))
+        .arg(format!("https://127.0.0.1:{port}{path}"))
         .arg("--measurements")
         .arg(measurements);
     if emulator {

@@ -2,6 +2,7 @@
 //! it runs is echoed; a failure ends with one line naming the step that failed.
 
 mod bench_boot;
+mod bench_front;
 mod bench_relay;
 mod bench_server;
 mod boot_tests;
@@ -24,7 +25,8 @@ const TASKS: &[(&str, &str, &str)] = &[
          [--signing-certificate CERT.pem --private-key KEY.pem]",
         "Build an enclave image from a manifest (default rootfs/enclave.toml: our server; \
          examples/hello/enclave.toml is an application of your own) with `eif-builder image`: \
-         builds the static enclave binaries (init, server, hello-enclave; a manifest names \
+         builds the static enclave binaries (init, server, hello-enclave, host-relay as the \
+         egress forwarder, fetch; a manifest names \
          their directory as ${ENCLAVE_BIN}) and the kernel (unless --kernel is given), writes \
          DIR/enclave.eif, DIR/measurements.json and both ramdisks (DIR defaults to target/eif) \
          and prints the PCRs, the sizes and the smallest --memory. Installs what is missing \
@@ -38,18 +40,21 @@ const TASKS: &[(&str, &str, &str)] = &[
     ),
     (
         "run",
-        "[--eif FILE] [--memory SIZE] [--cpus N] [--port PORT] [--vsock-port PORT] [--detach]",
+        "[--eif FILE] [--memory SIZE] [--cpus N] [--port PORT] [--vsock-port PORT] [--proxy-v2] [--egress-routes FILE] [--detach]",
         "Boot an EIF (default target/eif/enclave.eif) in QEMU's nitro-enclave emulator (TCG, \
          default 256M and 2 vCPUs), answer its boot heartbeat, forward 127.0.0.1:PORT \
          (default 8443) to the enclave's vsock port (default 443) so that \
          `curl -k https://127.0.0.1:8443/health` reaches the server, and stream the console. \
          Ctrl-C stops everything; the run ends by itself when the enclave reboots. With \
-         --detach, returns once the server answers; `cargo xtask stop` ends it. Builds the \
+         --detach, returns once the server answers; `cargo xtask stop` ends it. \
+         --proxy-v2: the relay sends a PROXY v2 header first (for a front started with \
+         --proxy-protocol). --egress-routes FILE: also relay the egress routes an image build \
+         wrote (DIR/egress-routes), from the enclave out to their targets. Builds the \
          emulator on first use (ci/qemu.sh, ci/vhost-device-vsock.sh; cached).",
     ),
     (
         "bench",
-        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] [--server PATH] | relay [--relay PATH]",
+        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] [--server PATH] | front [--secs N] [--rounds N] [--conns N] [--server PATH] | relay [--relay PATH]",
         "Benchmarks (not tests). `bench boot`: boot our image and a reference image (same \
          kernel, cmdline and server; Debian busybox-static + shell-script /init) alternately \
          N times (default 5) in the emulator; print medians of kernel start → /init, /init → \
@@ -58,7 +63,11 @@ const TASKS: &[(&str, &str, &str)] = &[
          a hyper + tokio-rustls server, same P-256 certificate, TLS 1.3, pinned CPUs: \
          keep-alive req/s, p99 and CPU per request, full handshakes/s, memory per idle TLS \
          connection; --server PATH measures another build of our server; writes \
-         target/bench/server.json. `bench relay`: direct vs host-relay \
+         target/bench/server.json. `bench front`: our server in front mode (--upstream) \
+         against nginx as a TLS reverse proxy (upstream keep-alive), one worker each, both \
+         forwarding to the same nginx serving a 1 KiB file: keep-alive req/s, p99, front CPU \
+         per proxied request, memory per idle client TLS connection, with the goals; writes \
+         target/bench/front.json. `bench relay`: direct vs host-relay \
          vs HAProxy (TCP mode, splicing) vs socat, TCP->TCP and TCP->Unix: bulk throughput, \
          64 connections, setups/s, added p50/p99 latency, relay CPU per GiB, with iperf3 \
          measuring each program too as a cross-check; --relay PATH measures another \
@@ -78,9 +87,10 @@ const TASKS: &[(&str, &str, &str)] = &[
         "fuzz",
         "[TARGET [--runs N]]",
         "Fuzz every parser of untrusted bytes (cargo +nightly fuzz, crate fuzz/): the server's \
-         HTTP handling and memory files, the EIF and cpio readers, attestation documents, the \
-         measurements file, PEM/DER, the attest client's HTTP response, host-relay's addresses \
-         and the hybrid-vsock reply. Without TARGET: each for 20,000 inputs (what \
+         HTTP handling, its front mode (client and application scripted) and memory files, the \
+         EIF and cpio readers, attestation documents, the measurements and processes files, \
+         PEM/DER, the attest client's HTTP response, the image manifest and layers, host-relay's \
+         addresses and routes files, the PROXY v2 header and the hybrid-vsock reply. Without TARGET: each for 20,000 inputs (what \
          `cargo xtask test` runs). With TARGET: that one for N inputs (default 20,000; \
          --runs 0 runs until stopped).",
     ),
@@ -266,6 +276,8 @@ fn run_task(rest: &[String], inner: bool) -> Result {
             "--vsock-port" => opts.vsock_port = number("--vsock-port", value("--vsock-port")?)?,
             "--dir" => opts.dir = value("--dir")?.into(),
             "--detach" => detach = true,
+            "--proxy-v2" => opts.proxy_v2 = true,
+            "--egress-routes" => opts.egress_routes = Some(value("--egress-routes")?.into()),
             "-h" | "--help" => {
                 help();
                 return Ok(());
@@ -329,15 +341,16 @@ fn bench_task(rest: &[String]) -> Result {
     match rest.first().map(String::as_str) {
         Some("boot") => bench_boot::boot(runs_option("bench boot", &rest[1..], 5)?),
         Some("server") => bench_server::run(&rest[1..]),
+        Some("front") => bench_front::run(&rest[1..]),
         Some("relay") => match &rest[1..] {
             [] => bench_relay::run(None),
             [flag, path] if flag == "--relay" => bench_relay::run(Some(PathBuf::from(path))),
             _ => err("bench relay: the only option is --relay PATH (a host-relay binary)"),
         },
         Some(other) => err(format!(
-            "unknown benchmark `{other}`; available: boot, server, relay"
+            "unknown benchmark `{other}`; available: boot, server, front, relay"
         )),
-        None => err("which benchmark? available: boot, server, relay"),
+        None => err("which benchmark? available: boot, server, front, relay"),
     }
 }
 
@@ -346,8 +359,10 @@ fn boot_tests(image: &eif::Image) -> Result {
     let tools = enclave::tools()?;
     let mut outcomes = boot_tests::serve(image);
     outcomes.extend(boot_tests::examples(image));
+    outcomes.extend(boot_tests::front(image));
     outcomes.extend(boot_tests::faults(image, &tools));
     outcomes.extend(boot_tests::processes(image, &tools));
+    outcomes.extend(boot_tests::egress(image, &tools));
     check::report("boot tests", &outcomes)
 }
 
@@ -389,6 +404,10 @@ fn test(rest: &[String]) -> Result {
         "server",
         "-p",
         "hello-enclave",
+        "-p",
+        "host-relay",
+        "-p",
+        "egress-example",
         "--",
         "-D",
         "warnings",
