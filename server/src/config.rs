@@ -53,11 +53,12 @@ const MIB: u64 = 1024 * 1024;
 /// Memory left aside from the budget and the connections' kernel buffers: the binary, thread
 /// stacks, the allocator's own overhead, and (in an enclave) the kernel and the ramdisk.
 pub const RESERVED_MEMORY: u64 = 16 * MIB;
-/// What one connection may need at least, in the budget and again in the kernel: a TLS
-/// connection's state and buffers with one request in (about 56 KiB in the budget's
-/// accounting), and its socket buffers (the vsock listener's receive buffer is set to half of
-/// this, `listener.rs`).
+/// What one connection may need at least in the budget: a TLS connection's state and buffers
+/// with one request in (about 56 KiB in the budget's accounting).
 pub const BYTES_PER_CONNECTION: u64 = 64 * 1024;
+/// What one connection may make the kernel hold at most: a vsock connection's receive buffer
+/// (`listener::VSOCK_BUFFER`, 256 KiB: less stalls responses, see there) and its send side.
+pub const KERNEL_BYTES_PER_CONNECTION: u64 = crate::listener::VSOCK_BUFFER + 32 * 1024;
 /// The default connection limit never exceeds this, however large the memory.
 pub const MAX_CONNECTIONS_CAP: usize = 10_000;
 /// The smallest memory budget accepted.
@@ -110,13 +111,16 @@ impl Limits {
     /// [`RESERVED_MEMORY`], half is the memory budget and the other half is for the kernel
     /// (socket buffers). The connection limit lets every connection take
     /// [`BYTES_PER_CONNECTION`] within the first half of the budget (where it is not held back
-    /// yet, `budget.rs`), at most [`MAX_CONNECTIONS_CAP`].
+    /// yet, `budget.rs`) and [`KERNEL_BYTES_PER_CONNECTION`] within the kernel's half, at most
+    /// [`MAX_CONNECTIONS_CAP`].
     pub fn for_memory(memory: u64) -> Limits {
         let usable = memory.saturating_sub(RESERVED_MEMORY);
         let budget = usize::try_from(usable / 2)
             .unwrap_or(usize::MAX)
             .max(MIN_MEMORY_BUDGET);
-        let conns = usize::try_from(usable / 4 / BYTES_PER_CONNECTION)
+        let in_budget = usable / 4 / BYTES_PER_CONNECTION;
+        let in_kernel = usable / 2 / KERNEL_BYTES_PER_CONNECTION;
+        let conns = usize::try_from(in_budget.min(in_kernel))
             .unwrap_or(usize::MAX)
             .clamp(16, MAX_CONNECTIONS_CAP);
         Limits {
@@ -244,10 +248,11 @@ mod tests {
     fn defaults_follow_the_memory() {
         let l = Limits::for_memory(256 * MIB);
         assert_eq!(l.memory_budget, 120 * 1024 * 1024);
-        assert_eq!(l.max_connections, 960);
+        // 120 MiB of kernel room at 288 KiB each (not 960 at the budget's 64 KiB each).
+        assert_eq!(l.max_connections, 426);
         let l = Limits::for_memory(64 * MIB);
         assert_eq!(l.memory_budget, 24 * 1024 * 1024);
-        assert_eq!(l.max_connections, 192);
+        assert_eq!(l.max_connections, 85);
         let l = Limits::for_memory(64 * 1024 * MIB);
         assert_eq!(l.max_connections, MAX_CONNECTIONS_CAP);
         let l = Limits::for_memory(0);

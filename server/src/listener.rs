@@ -19,9 +19,14 @@ use std::sync::Arc;
 /// build), so the value used is the smaller of the two.
 const BACKLOG: i32 = 1024;
 
-/// The receive buffer of vsock connections: half of
-/// [`crate::config::BYTES_PER_CONNECTION`], the rest covers the kernel's own overhead.
-pub const VSOCK_BUFFER: u64 = crate::config::BYTES_PER_CONNECTION / 2;
+/// The buffer of vsock connections (SO_VM_SOCKETS_BUFFER_SIZE): Linux's own default, set
+/// explicitly. Not less: the kernel caps what a vsock socket may have in flight at its own
+/// buffer size too (net/vmw_vsock, `virtio_transport_tx_buf_alloc`, in 6.12 stable), while a
+/// peer sends credit updates only once it has consumed most of its buffer (a Linux peer: all
+/// but 64 KiB of 256 KiB; vhost-device-vsock: three quarters of 64 KiB), so with 32 KiB a
+/// response larger than that stalled until the send timeout. What it lets a client make the
+/// kernel hold is counted in the connection limit (`config::KERNEL_BYTES_PER_CONNECTION`).
+pub const VSOCK_BUFFER: u64 = 256 * 1024;
 
 /// The listeners for a number of workers, and the address actually bound (port 0 resolved).
 #[derive(Debug)]

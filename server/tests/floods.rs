@@ -574,7 +574,7 @@ mod floods {
         let srv = server_in(&cg, &[]);
         assert!(
             srv.startup.contains(
-                "memory budget 120 MiB, at most 960 connections, for 256 MiB from cgroup limit"
+                "memory budget 120 MiB, at most 426 connections, for 256 MiB from cgroup limit"
             ),
             "{}",
             srv.startup

@@ -404,13 +404,13 @@ mod tests {
     fn memory_budget_and_connections_default_from_the_memory() {
         let a = run(&[], &[]).unwrap();
         assert_eq!(a.limits.memory_budget, 120 << 20);
-        assert_eq!(a.limits.max_connections, 960);
+        assert_eq!(a.limits.max_connections, 426);
         let a = run(&["--memory-budget", "64M", "--max-connections", "50"], &[]).unwrap();
         assert_eq!(a.limits.memory_budget, 64 << 20);
         assert_eq!(a.limits.max_connections, 50);
         let a = run(&[], &[("MEMORY_BUDGET", "1G"), ("MAX_CONNECTIONS", "auto")]).unwrap();
         assert_eq!(a.limits.memory_budget, 1 << 30);
-        assert_eq!(a.limits.max_connections, 960);
+        assert_eq!(a.limits.max_connections, 426);
         assert_eq!(parse_bytes("4096"), Some(4096));
         assert_eq!(parse_bytes("8k"), Some(8192));
         for bad in ["", "M", "1.5M", "-1", "1T", "99999999999999999999G"] {
