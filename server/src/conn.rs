@@ -659,20 +659,26 @@ impl<S: Stream> Conn<S> {
 
     /// Discards what a lingering connection receives; `Some` closes it (EOF or too much).
     fn linger(&mut self) -> Option<Closed> {
-        let mut buf = [0u8; 8192];
-        loop {
-            match self.sock.read(&mut buf) {
-                Ok(0) => return Some(Closed::Done),
-                Ok(n) => {
-                    self.lingered += n;
-                    if self.lingered > LINGER_BYTES {
-                        return Some(Closed::LingerOverflow);
-                    }
+        linger(&mut self.sock, &mut self.lingered)
+    }
+}
+
+/// Discards what a lingering connection receives (`lingered` counts it); `Some` closes it:
+/// EOF, more than [`LINGER_BYTES`], or an error. Front mode's connections linger the same way.
+pub(crate) fn linger(sock: &mut impl Read, lingered: &mut usize) -> Option<Closed> {
+    let mut buf = [0u8; 8192];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return Some(Closed::Done),
+            Ok(n) => {
+                *lingered += n;
+                if *lingered > LINGER_BYTES {
+                    return Some(Closed::LingerOverflow);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Some(Closed::Socket),
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Some(Closed::Socket),
         }
     }
 }

@@ -60,8 +60,24 @@ fn source_date_epoch() -> Result<String> {
     }
 }
 
-/// Builds init, server, hello-enclave, host-relay (the egress forwarder an image with `egress`
-/// ships) and fetch (examples/egress) for the enclave and returns their paths, in that order.
+/// The crates built for the enclave (as static musl executables), as `-p` arguments: init,
+/// server, hello-enclave, host-relay (the egress forwarder an image with `egress` ships) and
+/// egress-example (fetch). Also what `cargo xtask test` lints for the musl target.
+pub const ENCLAVE_CRATES: [&str; 10] = [
+    "-p",
+    "init",
+    "-p",
+    "server",
+    "-p",
+    "hello-enclave",
+    "-p",
+    "host-relay",
+    "-p",
+    "egress-example",
+];
+
+/// Builds [`ENCLAVE_CRATES`] for the enclave and returns the paths of init, server,
+/// hello-enclave, host-relay and fetch, in that order.
 pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
     let target_dir = target_dir(root);
     let cargo_home = std::env::var_os("CARGO_HOME")
@@ -93,18 +109,7 @@ pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
             "--target",
             setup::MUSL_TARGET,
         ])
-        .args([
-            "-p",
-            "init",
-            "-p",
-            "server",
-            "-p",
-            "hello-enclave",
-            "-p",
-            "host-relay",
-            "-p",
-            "egress-example",
-        ])
+        .args(ENCLAVE_CRATES)
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .env("CFLAGS_x86_64_unknown_linux_musl", cflags.join(" "))
         .env("SOURCE_DATE_EPOCH", source_date_epoch()?)

@@ -393,25 +393,16 @@ fn test(rest: &[String]) -> Result {
         "warnings",
     ]))?;
     // The enclave's binaries are built for musl: lint them as they are built.
-    run(cargo().current_dir(&root).args([
-        "clippy",
-        "--locked",
-        "--target",
-        "x86_64-unknown-linux-musl",
-        "-p",
-        "init",
-        "-p",
-        "server",
-        "-p",
-        "hello-enclave",
-        "-p",
-        "host-relay",
-        "-p",
-        "egress-example",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    run(cargo()
+        .current_dir(&root)
+        .args([
+            "clippy",
+            "--locked",
+            "--target",
+            "x86_64-unknown-linux-musl",
+        ])
+        .args(eif::ENCLAVE_CRATES)
+        .args(["--", "-D", "warnings"]))?;
     check::relay_links_no_crypto()?;
     let image = eif::build(&eif::Options::default())?;
     run(cargo()

@@ -26,9 +26,7 @@ use super::chunks::{self, Decoder};
 use super::Front;
 use crate::budget::Budget;
 use crate::config::Limits;
-use crate::conn::{
-    Closed, Env, Interest, Next, Phase, Ready, Stream, Transport, LINGER, LINGER_BYTES,
-};
+use crate::conn::{Closed, Env, Interest, Next, Phase, Ready, Stream, Transport, LINGER};
 use crate::handler::{Request, Response};
 use crate::http::head::{list_items, parse_head, reject, Framing, HeadParse, Reject};
 use crate::http::{log_line, reason, write_response, Connection, OUT_HIGH_WATER};
@@ -1103,21 +1101,7 @@ impl<S: Stream, U: Upstream> FrontConn<S, U> {
     }
 
     fn linger(&mut self) -> Option<Closed> {
-        let mut buf = [0u8; 8192];
-        loop {
-            match self.sock.read(&mut buf) {
-                Ok(0) => return Some(Closed::Done),
-                Ok(n) => {
-                    self.lingered += n;
-                    if self.lingered > LINGER_BYTES {
-                        return Some(Closed::LingerOverflow);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Some(Closed::Socket),
-            }
-        }
+        crate::conn::linger(&mut self.sock, &mut self.lingered)
     }
 }
 
