@@ -27,7 +27,7 @@
 //! key = "key.pem"
 //!
 //! [front]                      # our HTTPS server as a TLS front before the application
-//! upstream = "tcp:127.0.0.1:8080"          # where the application listens: tcp:HOST:PORT or unix:PATH
+//! upstream = "tcp:127.0.0.1:8080"          # where the application listens: tcp:IP:PORT or unix:PATH
 //! binary = "${ENCLAVE_BIN}/server"         # the default when ENCLAVE_BIN is defined
 //! args = ["--proxy-protocol"]              # more arguments for the front
 //! env = { RUST_LOG = "info" }              # the front's environment
@@ -510,9 +510,11 @@ pub const ENCLAVE_BIN: &str = "ENCLAVE_BIN";
 /// The directory of the processes file in the root file system, without the leading `/`.
 const PROCESSES_DIR: &str = "etc/enclave-https";
 
-/// `[front] upstream`: `tcp:HOST:PORT` (an IPv6 HOST in brackets) or `unix:PATH` (absolute).
+/// `[front] upstream`: `tcp:IP:PORT` (an IPv6 address in brackets) or `unix:PATH` (absolute), as
+/// the front's `--upstream` reads it: a host name is refused here rather than when the image
+/// boots (there is no name lookup in an enclave).
 pub fn check_upstream(upstream: &str) -> std::result::Result<(), String> {
-    const FORMS: &str = "expected tcp:HOST:PORT or unix:PATH";
+    const FORMS: &str = "expected tcp:IP:PORT or unix:PATH";
     if upstream.contains(['\n', '\0']) {
         return Err(format!("{upstream:?} contains a newline or NUL"));
     }
@@ -541,6 +543,11 @@ pub fn check_upstream(upstream: &str) -> std::result::Result<(), String> {
     };
     if bare.is_empty() || bare.contains(|c: char| c.is_whitespace() || c == '/') {
         return Err(format!("{upstream:?}: bad host {bare:?} ({FORMS})"));
+    }
+    if bare.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!(
+            "{upstream:?}: {bare:?} is not an IP address: the front takes tcp:IP:PORT, there is no name lookup in an enclave"
+        ));
     }
     parse_port(port).map_err(|why| format!("{upstream:?}: {why}"))?;
     Ok(())
@@ -812,7 +819,7 @@ env = { Y = "2", X = "1" }
         assert_eq!(m.front.unwrap().binary, PathBuf::from("/opt/bin/front"));
         let m = parse_str("[app]\nbinary = \"a\"\n").unwrap();
         assert_eq!((m.front, m.egress, m.egress_relay), (None, vec![], None));
-        for up in ["tcp:[::1]:8080", "tcp:app.local:1", "unix:/a b"] {
+        for up in ["tcp:[::1]:8080", "tcp:127.0.0.1:1", "unix:/a b"] {
             assert_eq!(check_upstream(up), Ok(()), "{up}");
         }
     }
@@ -832,12 +839,13 @@ env = { Y = "2", X = "1" }
             (front("upstream = \"tcp:127.0.0.1:8080\"\n"), "enclave.toml [front] binary: is not given: set it to the front's static executable (our `server` built for the enclave) (or --define ENCLAVE_BIN=DIR, the directory holding `server`)"),
             (egress("\"a.example:443\""), "enclave.toml egress-relay: is not given: set it to the egress forwarder's static executable (host-relay built for the enclave) (or --define ENCLAVE_BIN=DIR, the directory holding `host-relay`)"),
             (format!("egress-relay = \"r\"\n{app}"), "enclave.toml egress-relay: is set but `egress` lists nothing to forward"),
-            (front("upstream = \"127.0.0.1:8080\"\nbinary = \"f\"\n"), "[front] upstream: \"127.0.0.1:8080\": expected tcp:HOST:PORT or unix:PATH"),
+            (front("upstream = \"127.0.0.1:8080\"\nbinary = \"f\"\n"), "[front] upstream: \"127.0.0.1:8080\": expected tcp:IP:PORT or unix:PATH"),
             (front("upstream = \"tcp:127.0.0.1\"\nbinary = \"f\"\n"), "[front] upstream: \"tcp:127.0.0.1\": no port"),
             (front("upstream = \"tcp:127.0.0.1:0\"\nbinary = \"f\"\n"), "[front] upstream: \"tcp:127.0.0.1:0\": bad port \"0\" (1 to 65535)"),
             (front("upstream = \"tcp:::1:80\"\nbinary = \"f\"\n"), "write an IPv6 host in brackets"),
             (front("upstream = \"tcp:[::1:80\"\nbinary = \"f\"\n"), "unclosed `[` in the host"),
             (front("upstream = \"tcp: :80\"\nbinary = \"f\"\n"), "bad host \" \""),
+            (front("upstream = \"tcp:app.local:80\"\nbinary = \"f\"\n"), "[front] upstream: \"tcp:app.local:80\": \"app.local\" is not an IP address: the front takes tcp:IP:PORT, there is no name lookup in an enclave"),
             (front("upstream = \"unix:run/a\"\nbinary = \"f\"\n"), "the path must be absolute"),
             (front("upstream = \"unix:/a\\nb\"\nbinary = \"f\"\n"), "contains a newline or NUL"),
             (front("upstream = \"unix:/a\"\nbinary = \"f\"\nargs = [\"a\\nb\"]\n"), "[front] args: \"a\\nb\" contains a newline or NUL"),

@@ -44,7 +44,7 @@ enum Command {
     ///   [kernel] path, modules, cmdline, init   the platform (else --kernel, --init, ...)
     ///   [signing] certificate, key   PCR8
     ///   [front] upstream             our HTTPS server as a TLS front before the application:
-    ///                                where the app listens, tcp:HOST:PORT or unix:PATH
+    ///                                where the app listens, tcp:IP:PORT or unix:PATH
     ///   [front] binary, args, env    the front's executable (default ${ENCLAVE_BIN}/server),
     ///                                more arguments, its environment
     ///   egress = ["NAME:PORT", ...]  (top level) the outside services the enclave may reach;
