@@ -2,6 +2,7 @@
 //! per step:
 //!
 //! 1. mount /dev (devtmpfs), then make /dev/console its stdin/stdout/stderr, then /proc, /sys;
+//!    say the wall clock's time and source (certificate checks depend on it);
 //! 2. load the kernel modules shipped in the bootstrap ramdisk (`/*.ko`), if any;
 //! 3. seed the kernel's entropy pool from the NSM and check the NSM feeds the kernel's RNG,
 //!    while a thread sends the boot heartbeat to the parent (vsock 3:9000);
@@ -24,6 +25,7 @@
 #![deny(unsafe_code)]
 
 mod app;
+mod clock;
 mod console;
 mod entropy;
 mod error;
@@ -86,6 +88,7 @@ fn boot() -> Result<supervise::Ended> {
         info!("mounted {} on {}", m.fstype, m.target);
     }
 
+    info!("{}", clock::describe(root));
     let cmdline =
         std::fs::read_to_string("/proc/cmdline").map_err(error::io("reading", "/proc/cmdline"))?;
     for module in modules::find(root) {

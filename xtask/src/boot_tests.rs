@@ -24,6 +24,7 @@ const GOOD_BOOT_LINES: &[&str] = &[
     "init: mounted devtmpfs on /dev",
     "init: mounted proc on /proc",
     "init: mounted sysfs on /sys",
+    "init: clock: ",
     "init: entropy: credited 2048 bits",
     "init: heartbeat: answered by the parent",
     "init: switched root to /rootfs",
