@@ -19,6 +19,8 @@
 //! - [`http`] is HTTP/1.1 without I/O: keep-alive, pipelining, Content-Length and chunked
 //!   bodies, `Expect: 100-continue`, HEAD, limits with their status codes, and the framing
 //!   shapes that other parsers read differently refused with 400.
+//! - [`front`]: front mode, TLS in front of an HTTP application; [`aws`]: AWS requests from
+//!   inside the enclave (SigV4 so far).
 //! - [`budget`]: every byte held for connections is counted against one memory budget, from
 //!   the memory the server has ([`memory`]); near it the server sheds load instead of dying.
 //! - Errors of one connection close that connection only; nothing a client sends can panic
@@ -59,6 +61,7 @@
 #![deny(unsafe_code)]
 
 pub mod attest;
+pub mod aws;
 pub mod budget;
 pub mod cert;
 pub mod config;
