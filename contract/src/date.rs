@@ -1,4 +1,5 @@
-//! Civil (proleptic Gregorian, UTC) dates from Unix time and back, and the HTTP date.
+//! Civil (proleptic Gregorian, UTC) dates from Unix time and back, the HTTP date, and RFC 3339
+//! timestamps (written in UTC, read with any offset).
 //!
 //! Howard Hinnant's `days_from_civil` / `civil_from_days`: exact for every day in `i64`
 //! range that does not overflow the arithmetic below (far beyond any certificate or log).
@@ -125,6 +126,104 @@ pub fn http_date(secs: u64) -> String {
     )
 }
 
+/// `2026-12-02T04:33:00Z`: the RFC 3339 form of a Unix time, in UTC to the second.
+pub fn rfc3339(secs: i64) -> String {
+    let c = Civil::from_unix(secs);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+fn days_in_month_i64(year: i64, month: i64) -> i64 {
+    u8::try_from(month).map_or(0, |m| i64::from(days_in_month(year, m)))
+}
+
+/// An RFC 3339 timestamp (`2024-05-01T12:00:00Z`, `…+02:00`, an optional fraction of up to nine
+/// digits) as seconds since the Unix epoch (negative before 1970) and nanoseconds; the error
+/// says what is wrong, without the text.
+pub fn parse_rfc3339(text: &str) -> Result<(i64, u32), String> {
+    let bad = |detail: &str| detail.to_owned();
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>, name: &str| -> Result<i64, String> {
+        let digits = b
+            .get(range)
+            .ok_or_else(|| bad(&format!("{name} is missing")))?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad(&format!("{name} is not a number")));
+        }
+        Ok(digits
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+    };
+    let sep = |at: usize, allowed: &[u8], name: &str| -> Result<(), String> {
+        match b.get(at) {
+            Some(c) if allowed.contains(c) => Ok(()),
+            _ => Err(bad(&format!("expected {name} at position {}", at + 1))),
+        }
+    };
+    let year = num(0..4, "year")?;
+    sep(4, b"-", "'-'")?;
+    let month = num(5..7, "month")?;
+    sep(7, b"-", "'-'")?;
+    let day = num(8..10, "day")?;
+    sep(10, b"Tt ", "'T'")?;
+    let hour = num(11..13, "hour")?;
+    sep(13, b":", "':'")?;
+    let minute = num(14..16, "minute")?;
+    sep(16, b":", "':'")?;
+    let second = num(17..19, "second")?;
+    if !(1..=12).contains(&month) {
+        return Err(bad("month out of range"));
+    }
+    if day < 1 || day > days_in_month_i64(year, month) {
+        return Err(bad("day out of range"));
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(bad("time of day out of range"));
+    }
+    let mut pos = 19;
+    let mut nanos: u32 = 0;
+    if b.get(pos) == Some(&b'.') {
+        pos += 1;
+        let start = pos;
+        while b.get(pos).is_some_and(u8::is_ascii_digit) {
+            pos += 1;
+        }
+        let digits = b.get(start..pos).unwrap_or(&[]);
+        if digits.is_empty() || digits.len() > 9 {
+            return Err(bad("the fraction of a second must have 1 to 9 digits"));
+        }
+        let mut value: u32 = 0;
+        for i in 0..9 {
+            let d = digits.get(i).map_or(0, |d| u32::from(d - b'0'));
+            value = value * 10 + d;
+        }
+        nanos = value;
+    }
+    let offset_secs = match b.get(pos) {
+        Some(b'Z' | b'z') if b.len() == pos + 1 => 0,
+        Some(&sign @ (b'+' | b'-')) if b.len() == pos + 6 => {
+            let oh = num(pos + 1..pos + 3, "offset hours")?;
+            sep(pos + 3, b":", "':'")?;
+            let om = num(pos + 4..pos + 6, "offset minutes")?;
+            if oh > 23 || om > 59 {
+                return Err(bad("offset out of range"));
+            }
+            let off = oh * 3600 + om * 60;
+            if sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return Err(bad("expected 'Z' or an offset like +00:00 at the end")),
+    };
+    let local =
+        days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
+    Ok((local - offset_secs, nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +264,32 @@ mod tests {
             }
             .to_unix(),
             Some(1_709_164_800)
+        );
+    }
+
+    #[test]
+    fn rfc3339_both_ways() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20Z"),
+            Ok((1_700_000_000, 0))
+        );
+        assert_eq!(
+            parse_rfc3339("2023-11-15T00:13:20.25+02:00"),
+            Ok((1_700_000_000, 250_000_000))
+        );
+        assert_eq!(
+            parse_rfc3339("2023-02-29T00:00:00Z"),
+            Err("day out of range".into())
+        );
+        assert_eq!(
+            parse_rfc3339("2023-11-14 22:13:20"),
+            Err("expected 'Z' or an offset like +00:00 at the end".into())
+        );
+        assert_eq!(
+            parse_rfc3339("20231114"),
+            Err("expected '-' at position 5".into())
         );
     }
 }

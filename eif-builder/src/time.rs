@@ -5,7 +5,7 @@
 //! `1970-01-01T00:00:00+00:00`, so images are reproducible and look like nitro-cli's.
 
 use crate::error::{Error, Result};
-use contract::date::{self, days_from_civil};
+use contract::date;
 
 const SECS_PER_DAY: i64 = 86_400;
 
@@ -13,10 +13,6 @@ const SECS_PER_DAY: i64 = 86_400;
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let (y, m, d) = date::civil_from_days(days);
     (y, i64::from(m), i64::from(d))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    u8::try_from(month).map_or(0, |m| i64::from(date::days_in_month(year, m)))
 }
 
 /// Formats a UTC instant as chrono's `DateTime<Utc>::to_rfc3339()` does: seconds, then 3, 6 or 9
@@ -70,90 +66,12 @@ pub fn parse_rfc3339(text: &str, what: &str) -> Result<(i64, u32)> {
 }
 
 fn parse(text: &str, what: &str) -> Result<(i64, u32)> {
-    let bad = |detail: &str| {
+    date::parse_rfc3339(text).map_err(|detail| {
         Error::invalid(
             format!("{what} {text:?}"),
             format!("{detail} (expected RFC 3339, e.g. 2024-05-01T12:00:00Z)"),
         )
-    };
-    let b = text.as_bytes();
-    let num = |range: std::ops::Range<usize>, name: &str| -> Result<i64> {
-        let digits = b
-            .get(range)
-            .ok_or_else(|| bad(&format!("{name} is missing")))?;
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(bad(&format!("{name} is not a number")));
-        }
-        Ok(digits
-            .iter()
-            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
-    };
-    let sep = |at: usize, allowed: &[u8], name: &str| -> Result<()> {
-        match b.get(at) {
-            Some(c) if allowed.contains(c) => Ok(()),
-            _ => Err(bad(&format!("expected {name} at position {}", at + 1))),
-        }
-    };
-    let year = num(0..4, "year")?;
-    sep(4, b"-", "'-'")?;
-    let month = num(5..7, "month")?;
-    sep(7, b"-", "'-'")?;
-    let day = num(8..10, "day")?;
-    sep(10, b"Tt ", "'T'")?;
-    let hour = num(11..13, "hour")?;
-    sep(13, b":", "':'")?;
-    let minute = num(14..16, "minute")?;
-    sep(16, b":", "':'")?;
-    let second = num(17..19, "second")?;
-    if !(1..=12).contains(&month) {
-        return Err(bad("month out of range"));
-    }
-    if day < 1 || day > days_in_month(year, month) {
-        return Err(bad("day out of range"));
-    }
-    if hour > 23 || minute > 59 || second > 59 {
-        return Err(bad("time of day out of range"));
-    }
-    let mut pos = 19;
-    let mut nanos: u32 = 0;
-    if b.get(pos) == Some(&b'.') {
-        pos += 1;
-        let start = pos;
-        while b.get(pos).is_some_and(u8::is_ascii_digit) {
-            pos += 1;
-        }
-        let digits = b.get(start..pos).unwrap_or(&[]);
-        if digits.is_empty() || digits.len() > 9 {
-            return Err(bad("the fraction of a second must have 1 to 9 digits"));
-        }
-        let mut value: u32 = 0;
-        for i in 0..9 {
-            let d = digits.get(i).map_or(0, |d| u32::from(d - b'0'));
-            value = value * 10 + d;
-        }
-        nanos = value;
-    }
-    let offset_secs = match b.get(pos) {
-        Some(b'Z' | b'z') if b.len() == pos + 1 => 0,
-        Some(&sign @ (b'+' | b'-')) if b.len() == pos + 6 => {
-            let oh = num(pos + 1..pos + 3, "offset hours")?;
-            sep(pos + 3, b":", "':'")?;
-            let om = num(pos + 4..pos + 6, "offset minutes")?;
-            if oh > 23 || om > 59 {
-                return Err(bad("offset out of range"));
-            }
-            let off = oh * 3600 + om * 60;
-            if sign == b'+' {
-                off
-            } else {
-                -off
-            }
-        }
-        _ => return Err(bad("expected 'Z' or an offset like +00:00 at the end")),
-    };
-    let local =
-        days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
-    Ok((local - offset_secs, nanos))
+    })
 }
 
 #[cfg(test)]

@@ -15,14 +15,7 @@ const MAX_NAME: usize = 32;
 /// `2026-12-02T04:33:00Z`, or a note when the clock is before 1970.
 pub fn rfc3339(now: SystemTime) -> String {
     match now.duration_since(UNIX_EPOCH) {
-        Ok(d) => {
-            let c =
-                contract::date::Civil::from_unix(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                c.year, c.month, c.day, c.hour, c.minute, c.second
-            )
-        }
+        Ok(d) => contract::date::rfc3339(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         Err(_) => "before 1970 (the clock is not set)".to_owned(),
     }
 }
