@@ -450,6 +450,36 @@ fn cli_verify_prints_a_verdict_and_exits_0_only_on_success() {
 }
 
 #[test]
+fn cli_verify_takes_emulator_documents_only_with_insecure_emulator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let meas = String::from_utf8(read("qemu-emulator-1.measurements.json")).unwrap();
+    let at = rfc3339(now());
+    let out = cli_verify(tmp.path(), "qemu-emulator-1.cbor", &meas, &at, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["step"], "algorithm");
+    let out = cli_verify(
+        tmp.path(),
+        "qemu-emulator-1.cbor",
+        &meas,
+        &at,
+        &["--insecure-emulator"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["signature_checked"], false);
+    // Its user_data is a hash, not text: no user_data_text.
+    assert!(v["user_data"].is_string(), "{v}");
+    assert!(v.get("user_data_text").is_none(), "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING: --insecure-emulator"));
+}
+
+#[test]
 fn cli_verify_reports_pcr_mismatch_debug_nonce_and_tampering() {
     let tmp = tempfile::tempdir().unwrap();
     let e = entry("evervault-1.cbor");

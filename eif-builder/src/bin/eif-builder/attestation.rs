@@ -27,6 +27,10 @@ pub(crate) struct PolicyArgs {
     /// PCRs are still compared, so a debug enclave never passes for a real image.
     #[arg(long)]
     allow_debug: bool,
+    /// INSECURE, for QEMU's emulator only: accept an unsigned document (COSE algorithm -1)
+    /// without checking its signature and certificate chain; everything else is checked.
+    #[arg(long)]
+    insecure_emulator: bool,
 }
 
 #[derive(Debug, Args)]
@@ -52,10 +56,6 @@ pub(crate) struct AttestArgs {
     url: String,
     #[command(flatten)]
     policy: PolicyArgs,
-    /// INSECURE, for QEMU's emulator only: accept an unsigned document (COSE algorithm -1)
-    /// without checking its signature and certificate chain; everything else is checked.
-    #[arg(long)]
-    insecure_emulator: bool,
     /// Seconds to wait on the network before giving up.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
@@ -123,6 +123,13 @@ pub(crate) enum Verdict {
 
 /// The trust anchor and expected PCRs of `verify` and `attest`.
 pub(crate) fn load_policy(args: &PolicyArgs) -> Result<(Vec<u8>, ExpectedPcrs)> {
+    if args.insecure_emulator {
+        eprintln!(
+            "eif-builder: WARNING: --insecure-emulator: the attestation document's SIGNATURE AND \
+             CERTIFICATE CHAIN ARE NOT CHECKED. This proves nothing about a real Nitro enclave; \
+             use it only against QEMU's emulated NSM in tests."
+        );
+    }
     let root = match &args.root {
         Some(path) => attest::root_from_pem(&read_bounded(path, 64 * 1024)?)?,
         None => attest::aws_root_der()?,
@@ -188,6 +195,9 @@ pub(crate) struct VerdictOut<'a> {
     nonce: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user_data: Option<Option<String>>,
+    /// `user_data` as text, when it is printable UTF-8 (an application's attested result).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_data_text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     public_key: Option<Option<String>>,
     root_sha256: String,
@@ -196,6 +206,16 @@ pub(crate) struct VerdictOut<'a> {
     url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_certificate_sha256: Option<String>,
+}
+
+/// Bytes as text when they are UTF-8 without control characters but tab and newline.
+fn printable_text(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    (!text.is_empty()
+        && text
+            .chars()
+            .all(|c| !c.is_control() || c == '\n' || c == '\t'))
+    .then(|| text.to_owned())
 }
 
 /// Prints the verdict of `verify`/`attest` and says how to exit.
@@ -219,6 +239,7 @@ pub(crate) fn print_verdict(
         debug: None,
         nonce: None,
         user_data: None,
+        user_data_text: None,
         public_key: None,
         root_sha256: attest::sha256_hex(root),
         verified_at: time::rfc3339_from_unix(at)?,
@@ -235,6 +256,7 @@ pub(crate) fn print_verdict(
             debug: Some(v.debug),
             nonce: opt(&v.nonce),
             user_data: opt(&v.user_data),
+            user_data_text: v.user_data.as_deref().and_then(printable_text),
             public_key: opt(&v.public_key),
             ..common
         },
@@ -291,20 +313,13 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<Verdict> {
         nonce: nonce.as_deref(),
         tls_certificate: None,
         allow_debug: args.policy.allow_debug,
-        insecure_emulator: false,
+        insecure_emulator: args.policy.insecure_emulator,
     };
     let outcome = attest::verify(&document, &policy);
     print_verdict(&outcome, &root, at, None)
 }
 
 pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
-    if args.insecure_emulator {
-        eprintln!(
-            "eif-builder: WARNING: --insecure-emulator: the attestation document's SIGNATURE AND \
-             CERTIFICATE CHAIN ARE NOT CHECKED. This proves nothing about a real Nitro enclave; \
-             use it only against QEMU's emulated NSM in tests."
-        );
-    }
     let (root, expected) = load_policy(&args.policy)?;
     let target = attest::client::Target::parse(&args.url)?;
     let nonce = attest::client::fresh_nonce()?;
@@ -321,7 +336,7 @@ pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
         nonce: Some(&nonce),
         tls_certificate: Some(&fetched.certificate),
         allow_debug: args.policy.allow_debug,
-        insecure_emulator: args.insecure_emulator,
+        insecure_emulator: args.policy.insecure_emulator,
     };
     let outcome = attest::verify(&fetched.document, &policy);
     print_verdict(
@@ -330,4 +345,21 @@ pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
         at,
         Some((args.url.as_str(), fetched.certificate.as_slice())),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_is_shown_as_text_only_when_it_is_text() {
+        assert_eq!(
+            printable_text(br#"{"letter":"l","count":3}"#).as_deref(),
+            Some(r#"{"letter":"l","count":3}"#)
+        );
+        assert_eq!(printable_text(b"two\nlines").as_deref(), Some("two\nlines"));
+        assert_eq!(printable_text(&[0xde, 0xad, 0xbe, 0xef]), None);
+        assert_eq!(printable_text(b"bell\x07"), None);
+        assert_eq!(printable_text(b""), None);
+    }
 }
