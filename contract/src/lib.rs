@@ -4,6 +4,7 @@
 //! | module | the contract | who writes it | who reads it |
 //! | --- | --- | --- | --- |
 //! | [`binding`] | how an attestation document is bound to a TLS certificate (`public_key`, `user_data`) | server | eif-builder (`attest`, `verify`) |
+//! | [`egress`] | where the enclave reaches each outside service of `egress` (`/etc/enclave-https/egress`) | eif-builder (`image`) | server (`client`) |
 //! | [`processes`] | the processes an image runs besides `/cmd` (`/etc/enclave-https/processes`) | eif-builder (`image`) | init, server (`--processes`) |
 //! | [`measurements`] | the measurements file (`{"Measurements": {"PCR0": …}}`), read strictly | eif-builder (`build`), xtask | eif-builder (`verify`, `attest`), xtask |
 //! | [`proxy_v2`] | the PROXY protocol v2 header: the client's address ahead of its bytes | host-relay (`proxy-v2`) | server (`--proxy-protocol`) |
@@ -27,6 +28,7 @@ pub mod binding;
 pub mod date;
 pub mod der;
 pub mod duration;
+pub mod egress;
 pub mod hex;
 pub mod json;
 pub mod measurements;

@@ -901,6 +901,22 @@ env = { Y = "2", X = "1" }
     assert_eq!(list["etc/hosts"].0, 'f');
     assert_eq!(list["etc/hosts"].1, 0o644);
     assert_eq!(list["my-service"].1, 0o755);
+    // The egress table: every entry, in the manifest's order, as the contract reads it.
+    let table = app.file("rootfs/etc/enclave-https/egress");
+    assert_eq!(
+        table,
+        format!(
+            "{}\napi.example.com:443 127.0.0.2:443\n\
+             kms.eu-west-1.amazonaws.com:443 127.0.0.3:443\n\
+             api.example.com:80 127.0.0.2:80\n",
+            contract::egress::HEADER
+        )
+    );
+    assert_eq!(contract::egress::parse(&table).unwrap().len(), 3);
+    assert_eq!(
+        list["etc/enclave-https/egress"],
+        ('f', 0o644, table.len().to_string())
+    );
 
     // The parent's side, next to the image, in host-relay's --routes syntax.
     let routes = std::fs::read_to_string(out.join("egress-routes")).unwrap();
@@ -1023,6 +1039,13 @@ fn egress_without_a_front_keeps_the_command_and_takes_the_relay_from_enclave_bin
         app.file("rootfs/etc/hosts"),
         "127.0.0.1 localhost\n::1 localhost\n127.0.0.2 api.example.com\n"
     );
+    assert_eq!(
+        app.file("rootfs/etc/enclave-https/egress"),
+        format!(
+            "{}\napi.example.com:80 127.0.0.2:80\n",
+            contract::egress::HEADER
+        )
+    );
     assert_eq!(app.listing()["enclave-https/host-relay"].1, 0o755);
     assert!(!app
         .names()
@@ -1074,16 +1097,21 @@ fn a_front_over_a_container_image_replaces_its_hosts_file_and_refuses_a_dynamic_
     );
     write_exe(&s.path("front"), &static_elf(b"front"));
     write_exe(&s.path("relay"), &static_elf(b"relay"));
-    let manifest = "egress = [\"db.internal:5432\"]\negress-relay = \"relay\"\n\
+    let manifest =
+        "egress = [\"db.internal:5432\", \"169.254.169.254:80\"]\negress-relay = \"relay\"\n\
                     [app]\noci = \"image\"\nenv = { PORT = \"8080\" }\n\
                     [front]\nupstream = \"unix:/run/app.sock\"\nbinary = \"front\"\n";
     let out = s.path("out");
     let report = s.build(&s.path("enclave.toml"), manifest, &out);
     let ramdisk = AppRamdisk::read(&out);
+    // An IPv4 address is in the egress table only: a hosts file maps names.
     assert_eq!(
         ramdisk.file("rootfs/etc/hosts"),
         "127.0.0.1 localhost\n::1 localhost\n127.0.0.2 db.internal\n"
     );
+    assert!(ramdisk
+        .file("rootfs/etc/enclave-https/egress")
+        .ends_with("\ndb.internal:5432 127.0.0.2:5432\n169.254.169.254:80 127.0.0.3:80\n"));
     assert!(
         report.contains("note: the image's /etc/hosts is replaced by the egress names' addresses"),
         "{report}"

@@ -1,5 +1,5 @@
 //! host-relay's command-line addresses and routes, the hybrid-vsock reply a device sends, the
-//! PROXY v2 header the server reads, and durations: a value or an error naming the input, never a panic; what parses prints back to
+//! PROXY v2 header the server reads, the egress table, and durations: a value or an error naming the input, never a panic; what parses prints back to
 //! a form that parses the same.
 
 #![no_main]
@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         assert!((16..=data.len()).contains(&n));
         if let Some(s) = h.source {
             let again = contract::proxy_v2::header(Some((s, s)));
-            assert_eq!(contract::proxy_v2::parse(&again).map(|r| r.map(|(h, _)| h)), Ok(Some(h)));
+            assert_eq!(
+                contract::proxy_v2::parse(&again).map(|r| r.map(|(h, _)| h)),
+                Ok(Some(h))
+            );
         }
     }
     let Ok(text) = std::str::from_utf8(data) else {
@@ -32,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
             contract::duration::parse(&contract::duration::format(d)),
             Ok(d)
         );
+    }
+    if let Ok(entries) = contract::egress::parse(text) {
+        let again = contract::egress::render(&entries);
+        assert_eq!(contract::egress::parse(&again), Ok(entries), "{again}");
     }
     let _ = contract::hex::decode(text);
     let _ = contract::base64::decode(text);

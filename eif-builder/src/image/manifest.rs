@@ -36,7 +36,7 @@
 //! and at the top level (before any table):
 //!
 //! ```toml
-//! egress = ["api.example.com:443", "kms.eu-west-1.amazonaws.com:443"]
+//! egress = ["api.example.com:443", "kms.eu-west-1.amazonaws.com:443", "169.254.169.254:80"]
 //! egress-relay = "${ENCLAVE_BIN}/host-relay"   # the default when ENCLAVE_BIN is defined
 //! ```
 //!
@@ -45,9 +45,12 @@
 //! command and environment as they would be in `/cmd` and `/env`) becomes process `app` of the
 //! processes file ([`contract::processes`]). `egress` lists the outside services the enclave
 //! may reach, `NAME:PORT` each: NAME a DNS host name in lower case (letters, digits, `-` and
-//! `.`; not an IP address, not `localhost`), PORT 1 to 65535, no entry twice, at most
-//! [`MAX_EGRESS`]. Each name is given a loopback address in `/etc/hosts` and each entry a vsock
-//! port to the parent, where `host-relay` forwards it (see [`super::egress`]).
+//! `.`; not `localhost`) or an IPv4 address in dotted-quad form (`169.254.169.254`, the instance
+//! metadata service; not a loopback, unspecified, broadcast or multicast one; IPv6 is refused),
+//! PORT 1 to 65535, no entry twice, at most [`MAX_EGRESS`]. Each name or address is given a
+//! loopback address and each entry a vsock port to the parent, where `host-relay` forwards it;
+//! names get their address in `/etc/hosts`, and every entry is in the egress table
+//! ([`contract::egress`]), the only way to an IPv4 address (see [`super::egress`]).
 //!
 //! Unknown keys are errors, so a misspelt key never silently does nothing. Paths are relative
 //! to the manifest's directory; `${NAME}` in a path is replaced by the value given with
@@ -109,7 +112,7 @@ pub struct Front {
 /// One outside service the enclave may reach (`egress = ["NAME:PORT", ...]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Egress {
-    /// A DNS host name, lower case.
+    /// A DNS host name, lower case, or an IPv4 address (dotted quad).
     pub host: String,
     /// 1 to 65535.
     pub port: u16,
@@ -452,7 +455,10 @@ pub fn parse(
     let mut reserved: Vec<(&[u8], &str)> = Vec::new();
     if front.is_some() || !egress.is_empty() {
         reserved.push((b"enclave-https", "the front and the egress relay go"));
-        reserved.push((PROCESSES_DIR.as_bytes(), "the processes file goes"));
+        reserved.push((
+            PROCESSES_DIR.as_bytes(),
+            "the processes file and the egress table go",
+        ));
     }
     if !egress.is_empty() {
         reserved.push((b"etc/hosts", "the egress names' addresses go"));
@@ -507,7 +513,8 @@ pub fn parse(
 /// The define naming the directory of our static enclave binaries.
 pub const ENCLAVE_BIN: &str = "ENCLAVE_BIN";
 
-/// The directory of the processes file in the root file system, without the leading `/`.
+/// The directory of the processes file and the egress table in the root file system, without
+/// the leading `/`.
 const PROCESSES_DIR: &str = "etc/enclave-https";
 
 /// `[front] upstream`: `tcp:IP:PORT` (an IPv6 address in brackets) or `unix:PATH` (absolute), as
@@ -564,22 +571,46 @@ fn parse_port(port: &str) -> std::result::Result<u16, String> {
     }
 }
 
-/// One `egress` entry, `NAME:PORT`.
+/// One `egress` entry, `NAME:PORT`, NAME a host name or an IPv4 address.
 pub fn parse_egress(entry: &str) -> std::result::Result<Egress, String> {
+    if entry.starts_with('[') || entry.matches(':').count() > 1 {
+        return Err(format!(
+            "{entry:?} looks like an IPv6 address: egress takes a host name or an IPv4 address (NAME:PORT, e.g. 169.254.169.254:80)"
+        ));
+    }
     let (host, port) = entry
         .rsplit_once(':')
         .ok_or("expected NAME:PORT (e.g. api.example.com:443)")?;
     let port = parse_port(port)?;
-    check_host_name(host)?;
+    match host.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => check_ipv4(ip)?,
+        Err(_) => check_host_name(host)?,
+    }
     Ok(Egress {
         host: host.to_owned(),
         port,
     })
 }
 
+/// An IPv4 address the parent can forward to: not this enclave (loopback, unspecified) and not
+/// a group (broadcast, multicast).
+fn check_ipv4(ip: std::net::Ipv4Addr) -> std::result::Result<(), String> {
+    if ip.is_loopback() || ip.is_unspecified() {
+        return Err(format!(
+            "{ip} is the enclave itself, not an outside service"
+        ));
+    }
+    if ip.is_broadcast() || ip.is_multicast() {
+        return Err(format!(
+            "{ip} is a broadcast or multicast address, not one service"
+        ));
+    }
+    Ok(())
+}
+
 /// A DNS host name as `/etc/hosts` and the parent's resolver take it: labels of 1 to 63
-/// lower-case letters, digits and `-` (not first or last), dot-separated, 253 at most; not an
-/// IP address and not `localhost`.
+/// lower-case letters, digits and `-` (not first or last), dot-separated, 253 at most; not
+/// ending in a numeric label (IPv4 addresses are read before this) and not `localhost`.
 fn check_host_name(host: &str) -> std::result::Result<(), String> {
     if host.is_empty() {
         return Err("the name is empty (expected NAME:PORT)".into());
@@ -619,7 +650,7 @@ fn check_host_name(host: &str) -> std::result::Result<(), String> {
     let last = host.rsplit('.').next().unwrap_or(host);
     if last.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
-            "{host:?} is an IP address (or ends in a numeric label); egress is by host name: the parent resolves it"
+            "{host:?} is neither a host name (its last label is numeric) nor an IPv4 address (four numbers 0 to 255, no leading zero)"
         ));
     }
     if host == "localhost" || host.ends_with(".localhost") {
@@ -775,7 +806,7 @@ key = "k.pem"
     fn a_front_and_egress() {
         let m = with_enclave_bin(
             r#"
-egress = ["api.example.com:443", "kms.eu-west-1.amazonaws.com:443", "api.example.com:80"]
+egress = ["api.example.com:443", "kms.eu-west-1.amazonaws.com:443", "api.example.com:80", "169.254.169.254:80"]
 [app]
 binary = "app"
 [front]
@@ -803,6 +834,10 @@ env = { Y = "2", X = "1" }
                 },
                 Egress {
                     host: "api.example.com".into(),
+                    port: 80
+                },
+                Egress {
+                    host: "169.254.169.254".into(),
                     port: 80
                 },
             ]
@@ -857,8 +892,17 @@ env = { Y = "2", X = "1" }
             (egress("\":443\""), "the name is empty"),
             (egress("\"API.example.com:443\""), "has upper-case letters; write it in lower case"),
             (egress("\"api_x.example.com:443\""), "contains '_'; a host name has letters, digits, `-` and `.`"),
-            (egress("\"[::1]:443\""), "contains '['"),
-            (egress("\"10.0.0.1:443\""), "\"10.0.0.1\" is an IP address"),
+            (egress("\"[::1]:443\""), "egress \"[::1]:443\": \"[::1]:443\" looks like an IPv6 address: egress takes a host name or an IPv4 address (NAME:PORT, e.g. 169.254.169.254:80)"),
+            (egress("\"fe80::1\""), "\"fe80::1\" looks like an IPv6 address"),
+            (egress("\"fe80::1:443\""), "\"fe80::1:443\" looks like an IPv6 address"),
+            (egress("\"10.0.0.01:443\""), "\"10.0.0.01\" is neither a host name (its last label is numeric) nor an IPv4 address (four numbers 0 to 255, no leading zero)"),
+            (egress("\"1.2.3:443\""), "\"1.2.3\" is neither a host name"),
+            (egress("\"10.0.0.256:443\""), "\"10.0.0.256\" is neither a host name"),
+            (egress("\"127.0.0.1:80\""), "egress \"127.0.0.1:80\": 127.0.0.1 is the enclave itself, not an outside service"),
+            (egress("\"127.1.2.3:80\""), "127.1.2.3 is the enclave itself"),
+            (egress("\"0.0.0.0:80\""), "0.0.0.0 is the enclave itself"),
+            (egress("\"255.255.255.255:80\""), "255.255.255.255 is a broadcast or multicast address, not one service"),
+            (egress("\"224.0.0.1:80\""), "224.0.0.1 is a broadcast or multicast address"),
             (egress("\"a..b:443\""), "has an empty label"),
             (egress("\"a.b.:443\""), "has an empty label"),
             (egress("\"-a.b:443\""), "begins or ends with `-`"),
@@ -880,7 +924,7 @@ env = { Y = "2", X = "1" }
         for (text, expected) in [
             (format!("egress = [\"a.b:1\"]\n{app}{}", file("/etc/hosts")), "[[app.files]] etc/hosts: dst is where the egress names' addresses go (/etc/hosts); the build writes it"),
             (format!("{app}{}[front]\nupstream = \"unix:/a\"\n", file("/enclave-https/server")), "[[app.files]] enclave-https/server: dst is where the front and the egress relay go (/enclave-https)"),
-            (format!("{app}{}[front]\nupstream = \"unix:/a\"\n", file("/etc/enclave-https/processes")), "dst is where the processes file goes (/etc/enclave-https)"),
+            (format!("{app}{}[front]\nupstream = \"unix:/a\"\n", file("/etc/enclave-https/processes")), "dst is where the processes file and the egress table go (/etc/enclave-https)"),
         ] {
             let m = with_enclave_bin(&text).unwrap_err().to_string();
             assert!(m.contains(expected), "{text:?}: {m}");

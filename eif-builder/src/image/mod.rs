@@ -12,9 +12,10 @@
 //!
 //! With a `[front]` or `egress`, the root file system also holds `/enclave-https/server` (the
 //! front, then `/cmd`), `/enclave-https/host-relay` (the egress forwarder), `/etc/hosts` (the
-//! egress names) and the processes file, `/etc/enclave-https/processes`
-//! ([`contract::processes`]: process `egress`, then `app`, the application, when the front is
-//! `/cmd`). Without them, none of this is added.
+//! egress names), the egress table `/etc/enclave-https/egress` ([`contract::egress`]: every
+//! egress entry and its loopback address) and the processes file,
+//! `/etc/enclave-https/processes` ([`contract::processes`]: process `egress`, then `app`, the
+//! application, when the front is `/cmd`). Without them, none of this is added.
 //!
 //! Everything is checked before anything is written; the outputs are then written whole or
 //! not at all: `enclave.eif`, `measurements.json`, `bootstrap.cpio` and `app.cpio` in the
@@ -414,8 +415,8 @@ struct Plan {
     egress: Vec<egress::Route>,
 }
 
-/// Adds the front, the egress forwarder, `/etc/hosts` and the processes file to `app`'s tree
-/// as the manifest asks; without a front or egress nothing changes.
+/// Adds the front, the egress forwarder, `/etc/hosts`, the egress table and the processes file
+/// to `app`'s tree as the manifest asks; without a front or egress nothing changes.
 fn services(m: &Manifest, app: &mut App) -> Result<Plan> {
     use contract::processes::{self, Process};
     let routes = egress::plan(&m.egress);
@@ -436,6 +437,14 @@ fn services(m: &Manifest, app: &mut App) -> Result<Plan> {
             0o644,
             Blob::from(egress::hosts_file(&routes).into_bytes()),
             "the egress names' addresses",
+            &mut app.notes,
+        )?;
+        put_ours(
+            &mut app.tree,
+            contract::egress::PATH,
+            0o644,
+            Blob::from(egress::table(&routes).into_bytes()),
+            "the egress table",
             &mut app.notes,
         )?;
         list.push(Process {
