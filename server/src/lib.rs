@@ -20,7 +20,9 @@
 //!   bodies, `Expect: 100-continue`, HEAD, limits with their status codes, and the framing
 //!   shapes that other parsers read differently refused with 400.
 //! - [`front`]: front mode, TLS in front of an HTTP application; [`aws`]: AWS requests from
-//!   inside the enclave (SigV4 so far).
+//!   inside the enclave (SigV4, credentials, KMS `Decrypt`/`GenerateDataKey` with `Recipient`).
+//! - [`client`]: a blocking HTTP/HTTPS client for outside services (KMS, the instance
+//!   metadata service) through the image's egress table, every wait and size bounded.
 //! - [`budget`]: every byte held for connections is counted against one memory budget, from
 //!   the memory the server has ([`memory`]); near it the server sheds load instead of dying.
 //! - Errors of one connection close that connection only; nothing a client sends can panic
@@ -64,6 +66,7 @@ pub mod attest;
 pub mod aws;
 pub mod budget;
 pub mod cert;
+pub mod client;
 pub mod config;
 pub mod conn;
 pub mod error;

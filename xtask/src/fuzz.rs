@@ -29,6 +29,8 @@ pub const TARGETS: &[(&str, &[&str])] = &[
     ("http_response", &[]),
     ("relay_address", &[]),
     ("image", &["rootfs", "examples/hello", "examples/oci"]),
+    ("cms", &["server/tests/data/cms"]),
+    ("client_response", &[]),
 ];
 
 fn cargo_fuzz() -> Result<PathBuf> {
