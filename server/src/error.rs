@@ -39,6 +39,8 @@ pub enum Error {
     Config(String),
     /// Blocking SIGTERM/SIGINT or creating their signalfd failed.
     Signals(io::Error),
+    /// An application's key could not be had (from KMS, say); the reason names the source.
+    Key(String),
 }
 
 impl fmt::Display for Error {
@@ -58,6 +60,7 @@ impl fmt::Display for Error {
             Error::Spawn(e) => write!(f, "starting a worker thread: {e}"),
             Error::Config(reason) => write!(f, "configuration: {reason}"),
             Error::Signals(e) => write!(f, "setting up SIGTERM/SIGINT handling: {e}"),
+            Error::Key(reason) => write!(f, "enclave key: {reason}"),
         }
     }
 }

@@ -628,6 +628,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_enclave_key_from_kms_is_all_or_nothing() {
+        let run = |env: &[(&str, &str)]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_server"))
+                .args([
+                    "--listen",
+                    "tcp:127.0.0.1:0",
+                    "--nsm-device",
+                    "/nonexistent/nsm",
+                ])
+                .env_remove("ENCLAVE_KEY_BASE64")
+                .env_remove("AWS_REGION")
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (code, err) = run(&[
+            (
+                "ENCLAVE_KEY_BASE64",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+            ("ENCLAVE_KEY_KMS_CIPHERTEXT", "AQID"),
+        ]);
+        assert_eq!(code, Some(2));
+        assert_eq!(
+            err,
+            "server: ENCLAVE_KEY_BASE64 and ENCLAVE_KEY_KMS_CIPHERTEXT are both set; the enclave key comes from one of them\n"
+        );
+        // Without an NSM there is no attestation document, so no key: the server does not
+        // start (it never falls back to a generated key).
+        let (code, err) = run(&[("ENCLAVE_KEY_KMS_CIPHERTEXT", "AQID")]);
+        assert_eq!(code, Some(1));
+        assert_eq!(
+            err,
+            "server: enclave key: ENCLAVE_KEY_KMS_CIPHERTEXT needs the NSM: KMS releases the key to an attestation document only\n"
+        );
+        let (code, err) = run(&[("ENCLAVE_KEY_KMS_CIPHERTEXT", "not base64!")]);
+        assert_eq!(code, Some(1));
+        assert!(
+            err.contains("ENCLAVE_KEY_KMS_CIPHERTEXT is not standard base64"),
+            "{err}"
+        );
+    }
+
     /// Sends `sig` (TERM, INT) to the server.
     fn signal(srv: &Srv, sig: &str) {
         let ok = Command::new("kill")

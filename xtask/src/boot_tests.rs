@@ -4,6 +4,10 @@
 //! images (no server binary, a server that exits at start, no NSM) each end in an explicit
 //! console line and a reboot within seconds.
 
+mod kms;
+
+pub use kms::kms;
+
 use crate::check::Outcome;
 use crate::cmd::{err, free_port, output, project_root, run, Context, Result};
 use crate::eif::{self, json_string, Image};

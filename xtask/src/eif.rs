@@ -61,9 +61,10 @@ fn source_date_epoch() -> Result<String> {
 }
 
 /// The crates built for the enclave (as static musl executables), as `-p` arguments: init,
-/// server, hello-enclave, host-relay (the egress forwarder an image with `egress` ships) and
-/// egress-example (fetch). Also what `cargo xtask test` lints for the musl target.
-pub const ENCLAVE_CRATES: [&str; 10] = [
+/// server, hello-enclave, host-relay (the egress forwarder an image with `egress` ships),
+/// egress-example (fetch) and kms-letters. Also what `cargo xtask test` lints for the musl
+/// target.
+pub const ENCLAVE_CRATES: [&str; 12] = [
     "-p",
     "init",
     "-p",
@@ -74,10 +75,12 @@ pub const ENCLAVE_CRATES: [&str; 10] = [
     "host-relay",
     "-p",
     "egress-example",
+    "-p",
+    "kms-letters",
 ];
 
 /// Builds [`ENCLAVE_CRATES`] for the enclave and returns the paths of init, server,
-/// hello-enclave, host-relay and fetch, in that order.
+/// hello-enclave, host-relay, fetch and kms-letters, in that order.
 pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
     let target_dir = target_dir(root);
     let cargo_home = std::env::var_os("CARGO_HOME")
@@ -128,6 +131,7 @@ pub fn enclave_binaries(root: &Path) -> Result<Vec<PathBuf>> {
         dir.join("hello-enclave"),
         dir.join("host-relay"),
         dir.join("fetch"),
+        dir.join("kms-letters"),
     ])
 }
 

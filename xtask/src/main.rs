@@ -90,14 +90,16 @@ const TASKS: &[(&str, &str, &str)] = &[
          HTTP handling, its front mode (client and application scripted) and memory files, the \
          EIF and cpio readers, attestation documents, the measurements and processes files, \
          PEM/DER, the attest client's HTTP response, the image manifest and layers, host-relay's \
-         addresses and routes files, the PROXY v2 header and the hybrid-vsock reply. Without TARGET: each for 20,000 inputs (what \
+         addresses and routes files and the egress table, the PROXY v2 header, the hybrid-vsock \
+         reply, KMS's CMS EnvelopedData and the HTTP client's responses. Without TARGET: each for 20,000 inputs (what \
          `cargo xtask test` runs). With TARGET: that one for N inputs (default 20,000; \
          --runs 0 runs until stopped).",
     ),
     (
         "boot-test",
-        "",
-        "Build the image and run only the emulator tests of `cargo xtask test` on it.",
+        "[GROUP]",
+        "Build the image and run only the emulator tests of `cargo xtask test` on it; with GROUP \
+         (serve, examples, front, faults, processes, egress, kms) only that group.",
     ),
     (
         "stop",
@@ -181,8 +183,17 @@ fn try_main() -> Result {
             boot_tests::soak(&eif::build(&eif::Options::default())?, runs, busy)
         }
         "boot-test" => {
-            no_args(&rest)?;
-            boot_tests(&eif::build(&eif::Options::default())?)
+            let group = match rest.as_slice() {
+                [] => None,
+                [g] if BOOT_TEST_GROUPS.contains(&g.as_str()) => Some(g.as_str()),
+                _ => {
+                    return err(format!(
+                        "boot-test takes at most one group: {}",
+                        BOOT_TEST_GROUPS.join(", ")
+                    ))
+                }
+            };
+            boot_test_groups(&eif::build(&eif::Options::default())?, group)
         }
         "__harness" => run_task(&rest, true),
         "__hold-peer" => bench_relay::hold_peer(),
@@ -354,15 +365,40 @@ fn bench_task(rest: &[String]) -> Result {
     }
 }
 
+/// The groups of boot tests, in the order they run.
+const BOOT_TEST_GROUPS: [&str; 7] = [
+    "serve",
+    "examples",
+    "front",
+    "faults",
+    "processes",
+    "egress",
+    "kms",
+];
+
 /// The emulator tests on a built image.
 fn boot_tests(image: &eif::Image) -> Result {
+    boot_test_groups(image, None)
+}
+
+/// The emulator tests on a built image: every group, or the one named.
+fn boot_test_groups(image: &eif::Image, only: Option<&str>) -> Result {
     let tools = enclave::tools()?;
-    let mut outcomes = boot_tests::serve(image);
-    outcomes.extend(boot_tests::examples(image));
-    outcomes.extend(boot_tests::front(image));
-    outcomes.extend(boot_tests::faults(image, &tools));
-    outcomes.extend(boot_tests::processes(image, &tools));
-    outcomes.extend(boot_tests::egress(image, &tools));
+    let mut outcomes = Vec::new();
+    for group in BOOT_TEST_GROUPS {
+        if only.is_some_and(|g| g != group) {
+            continue;
+        }
+        outcomes.extend(match group {
+            "serve" => boot_tests::serve(image),
+            "examples" => boot_tests::examples(image),
+            "front" => boot_tests::front(image),
+            "faults" => boot_tests::faults(image, &tools),
+            "processes" => boot_tests::processes(image, &tools),
+            "egress" => boot_tests::egress(image, &tools),
+            _ => boot_tests::kms(image, &tools),
+        });
+    }
     check::report("boot tests", &outcomes)
 }
 

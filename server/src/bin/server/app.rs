@@ -28,6 +28,9 @@ pub fn persistence(source: KeySource) -> &'static str {
         KeySource::Environment => {
             "memory only: a restart loses the data; the key comes from ENCLAVE_KEY_BASE64 and is the same after a restart, but nothing sealed under it is kept"
         }
+        KeySource::Kms => {
+            "memory only: a restart loses the data; the key comes from AWS KMS, released only to this enclave's measurements, and is the same after a restart, but nothing sealed under it is kept"
+        }
     }
 }
 
@@ -131,6 +134,7 @@ impl App {
             match self.vault.key_source() {
                 KeySource::Generated => "generated at start",
                 KeySource::Environment => "from ENCLAVE_KEY_BASE64",
+                KeySource::Kms => "from AWS KMS (ENCLAVE_KEY_KMS_CIPHERTEXT)",
             }
         );
         write_string(&mut out, persistence(self.vault.key_source()));
@@ -316,5 +320,19 @@ mod tests {
         assert!(header(&r, PERSISTENCE_HEADER)
             .unwrap()
             .contains("nothing sealed under it is kept"));
+    }
+
+    #[test]
+    fn private_data_says_the_key_came_from_kms() {
+        let app = app_with(EnclaveKey::from_kms(&[9; 32]).unwrap());
+        let r = call(&app, "POST", "/private-data", Some(TOKEN), b"1");
+        let body = String::from_utf8(r.body.clone()).unwrap();
+        assert!(
+            body.contains("\"key\":\"from AWS KMS (ENCLAVE_KEY_KMS_CIPHERTEXT)\""),
+            "{body}"
+        );
+        assert!(header(&r, PERSISTENCE_HEADER)
+            .unwrap()
+            .contains("released only to this enclave's measurements"));
     }
 }

@@ -166,14 +166,21 @@ pub fn help() -> String {
          32 bytes (the server refuses to start\n      otherwise; the variable is removed from \
          its environment once read). Default: a key generated\n      at start. Placed in the \
          image's /env it is measured into PCR2 and readable by anyone who holds\n      the EIF, \
-         the parent instance included: it keeps the key across restarts, it is not a secret.\n\n\
+         the parent instance included: it keeps the key across restarts, it is not a secret.\n\
+         ENCLAVE_KEY_KMS_CIPHERTEXT\n      Instead: the enclave key encrypted under an AWS KMS \
+         key (base64 of the ciphertext blob of\n      `aws kms encrypt`), decrypted at start \
+         with an attestation document (Recipient), so KMS releases\n      it only to the \
+         measurements its key policy names. Needs AWS_REGION, credentials (AWS_ACCESS_KEY_ID \
+         and\n      AWS_SECRET_ACCESS_KEY, else the instance metadata service), and the image's \
+         egress entries\n      kms.REGION.amazonaws.com:443 (and 169.254.169.254:80). \
+         ENCLAVE_TEST_CA_FILE adds trust anchors for\n      a local stand-in (tests only).\n\n\
          /private-data: a slot per capability. POST with Authorization: Bearer TOKEN stores a \
          JSON body (at most\n1 MiB) sealed with AES-256-GCM under a key derived from the \
          enclave key, in the slot named by a keyed\nhash of TOKEN; GET returns it, DELETE \
          empties it. Whoever holds TOKEN can read it, nobody else can:\nmake it from at least \
          128 random bits (openssl rand -hex 16); shorter tokens get 401, as do requests\n\
-         without one. What survives a restart: nothing, unless ENCLAVE_KEY_BASE64 is set, and \
-         even then only the\nkey: the sealed data lives in memory and is always lost.\n\n\
+         without one. What survives a restart: nothing, unless the key comes from KMS or \
+         ENCLAVE_KEY_BASE64, and even then\nonly the key: the sealed data lives in memory and is always lost.\n\n\
          Memory: the server reads the memory it has at start (its cgroup's limit, else \
          MemTotal) and by default\ntakes half of what is left after 16 MiB as its memory \
          budget, and one connection per 64 KiB of the first half\nof that budget (at most \

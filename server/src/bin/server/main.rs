@@ -6,6 +6,7 @@
 mod app;
 mod children;
 mod cli;
+mod kms_key;
 mod vault;
 
 use app::App;
@@ -20,7 +21,17 @@ use vault::{EnclaveKey, KeySource, Vault};
 
 const MIB: u64 = 1024 * 1024;
 
-fn run(args: Args, key: Option<EnclaveKey>, memory: Option<Memory>) -> server::Result<()> {
+/// Where the enclave key comes from, as the environment says.
+enum KeyFrom {
+    /// Generated at start.
+    Nothing,
+    /// `ENCLAVE_KEY_BASE64`.
+    Environment(EnclaveKey),
+    /// `ENCLAVE_KEY_KMS_CIPHERTEXT`, decrypted by KMS at start.
+    Kms(String),
+}
+
+fn run(args: Args, key: KeyFrom, memory: Option<Memory>) -> server::Result<()> {
     if args.plain_http && matches!(args.listen, ListenAddr::Vsock(_)) {
         return Err(Error::Config(
             "--plain-http is for local TCP work only; the vsock listener always uses TLS".into(),
@@ -67,19 +78,30 @@ fn run(args: Args, key: Option<EnclaveKey>, memory: Option<Memory>) -> server::R
     let mut server = Server::bind(&config, tls)?;
     // Front mode serves no /private-data: no vault, no enclave key.
     let vault = match (&args.front, key) {
-        (Some(_), _) => None,
+        (Some(_), KeyFrom::Nothing) => None,
+        (Some(_), _) => {
+            return Err(Error::Config(
+                "front mode has no /private-data and no enclave key: unset ENCLAVE_KEY_BASE64 and ENCLAVE_KEY_KMS_CIPHERTEXT".into(),
+            ))
+        }
         (None, key) => {
             let key = match key {
-                Some(key) => key,
-                None => EnclaveKey::generate()?,
+                KeyFrom::Environment(key) => key,
+                KeyFrom::Kms(ciphertext) => {
+                    kms_key::fetch(&ciphertext, attester.as_deref(), |n| std::env::var(n).ok())
+                        .map_err(Error::Key)?
+                }
+                KeyFrom::Nothing => EnclaveKey::generate()?,
             };
+            let key_id = key.id();
             // The private data of all clients together: a quarter of the budget, counted in it.
             let vault = Vault::new(&key, config.limits.memory_budget / 4, Some(server.budget()))?;
             drop(key);
             println!(
-                "server: enclave key {}; /private-data keeps a sealed slot per bearer token, in memory only (lost on restart)",
+                "server: enclave key {} (key id {key_id}); /private-data keeps a sealed slot per bearer token, in memory only (lost on restart)",
                 match vault.key_source() {
                     KeySource::Environment => "from ENCLAVE_KEY_BASE64 (the same after a restart; readable by whoever holds the image: not a secret)",
+                    KeySource::Kms => "from AWS KMS (ENCLAVE_KEY_KMS_CIPHERTEXT, released to this enclave's attestation document; the same after a restart)",
                     KeySource::Generated => "generated at start (lost on restart)",
                 }
             );
@@ -196,15 +218,27 @@ fn main() -> ExitCode {
     // Taken first, while no other thread exists: no copy stays in the environment (a child
     // process or /proc/self/environ would show it). An environment variable only: a flag would
     // show the key in the process list.
-    let key = match server::secrets::take_env(vault::KEY_ENV)
-        .map(|text| EnclaveKey::from_base64(&text))
-        .transpose()
-    {
-        Ok(key) => key,
-        Err(msg) => {
-            eprintln!("server: {msg}");
+    let key = match (
+        server::secrets::take_env(vault::KEY_ENV),
+        std::env::var(vault::KMS_ENV).ok(),
+    ) {
+        (Some(_), Some(_)) => {
+            eprintln!(
+                "server: {} and {} are both set; the enclave key comes from one of them",
+                vault::KEY_ENV,
+                vault::KMS_ENV
+            );
             return ExitCode::from(2);
         }
+        (Some(text), None) => match EnclaveKey::from_base64(&text) {
+            Ok(key) => KeyFrom::Environment(key),
+            Err(msg) => {
+                eprintln!("server: {msg}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(ciphertext)) => KeyFrom::Kms(ciphertext),
+        (None, None) => KeyFrom::Nothing,
     };
     let parsed = cli::parse(
         std::env::args().skip(1),

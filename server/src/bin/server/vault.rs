@@ -8,8 +8,9 @@
 //! name as associated data (a sealed value cannot be moved to another slot).
 //!
 //! Everything lives in this process's memory: what survives a restart is at most the key, and
-//! only when it comes from `ENCLAVE_KEY_BASE64` (which, placed in the image's `/env`, is
-//! readable by whoever holds the EIF: it is not a secret; see the README). The slots together
+//! only when it comes from AWS KMS (`ENCLAVE_KEY_KMS_CIPHERTEXT`, released only to the measured
+//! enclave) or from `ENCLAVE_KEY_BASE64` (which, placed in the image's `/env`, is readable by
+//! whoever holds the EIF: it is not a secret; see the README). The slots together
 //! hold at most a quarter of the server's memory budget and are counted in it.
 //!
 //! Secrets leave no copies: the key bytes and every decrypted value are wiped when dropped
@@ -25,6 +26,11 @@ use zeroize::Zeroizing;
 
 /// The environment variable holding the enclave key (standard base64 of 32 bytes).
 pub const KEY_ENV: &str = "ENCLAVE_KEY_BASE64";
+/// The environment variable holding the enclave key encrypted under a KMS key (base64 of the
+/// ciphertext blob `aws kms encrypt` gave).
+pub const KMS_ENV: &str = "ENCLAVE_KEY_KMS_CIPHERTEXT";
+/// The purpose string of the key's id ([`EnclaveKey::id`]).
+pub const KEY_ID_PURPOSE: &[u8] = b"enclave-https key id";
 /// Bytes of the enclave key.
 pub const KEY_BYTES: usize = 32;
 /// The fewest bits a token must be able to carry.
@@ -42,6 +48,10 @@ pub enum KeySource {
     /// Decoded from `ENCLAVE_KEY_BASE64`: the same key after a restart if the variable is
     /// given again.
     Environment,
+    /// `ENCLAVE_KEY_KMS_CIPHERTEXT` decrypted by AWS KMS for this enclave's attestation
+    /// document: the same key after a restart, released only to the measurements the KMS key's
+    /// policy names.
+    Kms,
 }
 
 /// The 32 bytes of the enclave key: wiped on drop, never shown by `Debug`, not `Clone`.
@@ -73,18 +83,27 @@ impl EnclaveKey {
         let bytes = Zeroizing::new(contract::base64::decode(text.trim()).map_err(|_| {
             format!("{KEY_ENV} is not standard base64 (A-Z a-z 0-9 + /, padded with =)")
         })?);
+        EnclaveKey::from_bytes(&bytes, KeySource::Environment)
+            .map_err(|n| format!("{KEY_ENV} decodes to {n}"))
+    }
+
+    /// The plaintext KMS released for `ENCLAVE_KEY_KMS_CIPHERTEXT`: exactly 32 bytes.
+    pub fn from_kms(plaintext: &[u8]) -> Result<EnclaveKey, String> {
+        EnclaveKey::from_bytes(plaintext, KeySource::Kms)
+            .map_err(|n| format!("{KMS_ENV}'s plaintext is {n}"))
+    }
+
+    /// The key of exactly 32 bytes; else the error's end ("30 bytes; the enclave key is …").
+    fn from_bytes(bytes: &[u8], source: KeySource) -> Result<EnclaveKey, String> {
         let mut key = Zeroizing::new([0u8; KEY_BYTES]);
         if bytes.len() != KEY_BYTES {
             return Err(format!(
-                "{KEY_ENV} decodes to {} bytes; the enclave key is exactly {KEY_BYTES} bytes (AES-256)",
+                "{} bytes; the enclave key is exactly {KEY_BYTES} bytes (AES-256)",
                 bytes.len()
             ));
         }
-        key.copy_from_slice(&bytes);
-        Ok(EnclaveKey {
-            bytes: key,
-            source: KeySource::Environment,
-        })
+        key.copy_from_slice(bytes);
+        Ok(EnclaveKey { bytes: key, source })
     }
 
     /// A fresh key from the kernel RNG (NSM-seeded in the enclave).
@@ -102,6 +121,13 @@ impl EnclaveKey {
     #[cfg(test)]
     pub fn source(&self) -> KeySource {
         self.source
+    }
+
+    /// The key's public name: the first 8 bytes of HMAC-SHA256(key, `enclave-https key id`) in
+    /// hex. Two starts with the same key show the same id; it tells nothing else about the key.
+    pub fn id(&self) -> String {
+        let tag = self.derive(KEY_ID_PURPOSE);
+        contract::hex::encode(tag.get(..8).unwrap_or(&[]))
     }
 
     /// A 32-byte key for one purpose, derived with HMAC-SHA256 (the enclave key is never used
@@ -377,6 +403,26 @@ mod tests {
         assert_eq!(k.source(), KeySource::Environment);
         assert_eq!(*k.bytes, [0; 32]);
         assert!(!format!("{k:?}").contains('0'));
+    }
+
+    #[test]
+    fn the_key_id_is_a_keyed_hash_of_a_fixed_label() {
+        // openssl dgst -sha256 -mac HMAC -macopt hexkey:0101…01 <<< -n "enclave-https key id"
+        let k = EnclaveKey::from_kms(&[1; 32]).unwrap();
+        let full = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[1; 32]), KEY_ID_PURPOSE);
+        assert_eq!(k.id(), contract::hex::encode(&full.as_ref()[..8]));
+        assert_eq!(k.id().len(), 16);
+        assert_ne!(k.id(), EnclaveKey::from_kms(&[2; 32]).unwrap().id());
+    }
+
+    #[test]
+    fn key_from_kms_must_be_32_bytes() {
+        let k = EnclaveKey::from_kms(&[1; 32]).unwrap();
+        assert_eq!((k.source(), *k.bytes), (KeySource::Kms, [1; 32]));
+        assert_eq!(
+            EnclaveKey::from_kms(&[1; 16]).unwrap_err(),
+            "ENCLAVE_KEY_KMS_CIPHERTEXT's plaintext is 16 bytes; the enclave key is exactly 32 bytes (AES-256)"
+        );
     }
 
     #[test]
