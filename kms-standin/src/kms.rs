@@ -450,4 +450,65 @@ mod tests {
             "the signature does not match the request"
         );
     }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../eif-builder/tests/data/attestation");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    fn standin(measurements: &str) -> Standin {
+        Standin {
+            region: "us-east-1".into(),
+            master: [7; 32],
+            measurements: vec![String::from_utf8(fixture(measurements)).unwrap()],
+            work: std::env::temp_dir(),
+        }
+    }
+
+    fn recipient_of(doc: &[u8], algorithm: &str) -> Vec<(String, Value)> {
+        let text = format!(
+            "{{\"Recipient\":{{\"KeyEncryptionAlgorithm\":\"{algorithm}\",\"AttestationDocument\":\"{}\"}}}}",
+            contract::base64::encode(doc)
+        );
+        match contract::json::parse(&text).unwrap() {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn recipients_are_refused_unless_their_document_verifies_and_carries_an_rsa_key() {
+        let now = 1_796_212_800;
+        let qemu = fixture("qemu-emulator-1.cbor");
+        let s = standin("qemu-emulator-1.measurements.json");
+        // QEMU's document verifies (as an emulator document) but carries the server's TLS key,
+        // an EC key: nothing can be encrypted for it.
+        assert_eq!(
+            s.recipient(&recipient_of(&qemu, "RSAES_OAEP_SHA_256"), now)
+                .unwrap_err(),
+            "the attestation document's public_key is not an RSA public key"
+        );
+        assert_eq!(
+            s.recipient(&recipient_of(&qemu, "RSAES_OAEP_SHA_1"), now)
+                .unwrap_err(),
+            "KeyEncryptionAlgorithm \"RSAES_OAEP_SHA_1\""
+        );
+        assert_eq!(
+            s.recipient(&[], now).unwrap_err(),
+            "no Recipient: this stand-in only answers enclaves"
+        );
+        // Another image's measurements: refused as a key policy on PCR0 would.
+        let other = Standin {
+            measurements: vec![r#"{"Measurements":{"HashAlgorithm":"Sha384 { ... }","PCR0":"00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000a","PCR1":"00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000a","PCR2":"00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000a"}}"#.into()],
+            ..standin("qemu-emulator-1.measurements.json")
+        };
+        let e = other
+            .recipient(&recipient_of(&qemu, "RSAES_OAEP_SHA_256"), now)
+            .unwrap_err();
+        assert!(
+            e.starts_with("attestation document: ") && e.contains("PCR0"),
+            "{e}"
+        );
+    }
 }
