@@ -13,6 +13,7 @@
 //!
 //! [`parse`] reads a response from bytes in memory: the fuzz target's way in.
 
+use crate::http::chunked::parse_chunk_size;
 use std::fmt;
 use std::io::{self, Read};
 
@@ -358,27 +359,12 @@ fn framing_of(head: &Head, head_request: bool) -> Result<Framing, ResponseError>
     }
 }
 
-/// The size on a chunk-size line: `1*16HEXDIG`, then nothing or `;` and an extension (spaces
-/// and tabs allowed before the `;`, no control characters).
+/// The size on a chunk-size line, read as the server reads requests' ([`parse_chunk_size`]).
 fn chunk_size(line: &[u8]) -> Result<u64, ResponseError> {
-    let shown =
-        || String::from_utf8_lossy(line.get(..line.len().min(64)).unwrap_or_default()).into_owned();
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 16 {
-        return Err(framing(format!("bad chunk-size line {:?}", shown())));
-    }
-    let ext = line.get(digits..).unwrap_or_default();
-    let ext_ok = match ext.iter().position(|&b| b != b' ' && b != b'\t') {
-        None => ext.is_empty(),
-        Some(i) => {
-            ext.get(i) == Some(&b';') && !ext.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        }
-    };
-    if !ext_ok {
-        return Err(framing(format!("bad chunk-size line {:?}", shown())));
-    }
-    let hex = std::str::from_utf8(line.get(..digits).unwrap_or_default()).unwrap_or("");
-    u64::from_str_radix(hex, 16).map_err(|_| framing(format!("bad chunk-size line {:?}", shown())))
+    parse_chunk_size(line).map_err(|_| {
+        let shown = String::from_utf8_lossy(line.get(..line.len().min(64)).unwrap_or_default());
+        framing(format!("bad chunk-size line {shown:?}"))
+    })
 }
 
 fn read_chunked<R: Read>(input: &mut Input<'_, R>) -> Result<Vec<u8>, ResponseError> {

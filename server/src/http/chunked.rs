@@ -63,15 +63,25 @@ pub(crate) fn line(
     Ok(None)
 }
 
-/// The size of a chunk line (without its CRLF): hex digits, then nothing or an extension.
-pub(crate) fn chunk_size(line: &[u8]) -> Result<u64, Reject> {
-    let malformed = reject(400, "malformed chunked body");
+/// Why a chunk-size line is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChunkLine {
+    /// Not hex digits then nothing or an extension.
+    Malformed,
+    /// More than 16 hex digits: beyond any size we take.
+    TooLarge,
+}
+
+/// The size of a chunk line (without its CRLF): `1*16HEXDIG`, then nothing or `;` and an
+/// extension (spaces and tabs allowed before the `;`, no control characters). The one reader
+/// of these lines: requests, the front's streams both ways, and the client's responses.
+pub(crate) fn parse_chunk_size(line: &[u8]) -> Result<u64, ChunkLine> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
-        return Err(malformed);
+        return Err(ChunkLine::Malformed);
     }
     if digits > 16 {
-        return Err(reject(413, "request body too large"));
+        return Err(ChunkLine::TooLarge);
     }
     let ext = line.get(digits..).unwrap_or_default();
     let ext_ok = match ext.iter().position(|&b| b != b' ' && b != b'\t') {
@@ -81,7 +91,7 @@ pub(crate) fn chunk_size(line: &[u8]) -> Result<u64, Reject> {
         }
     };
     if !ext_ok {
-        return Err(malformed);
+        return Err(ChunkLine::Malformed);
     }
     let size = line
         .get(..digits)
@@ -96,6 +106,14 @@ pub(crate) fn chunk_size(line: &[u8]) -> Result<u64, Reject> {
             (acc << 4) | u64::from(v)
         });
     Ok(size)
+}
+
+/// [`parse_chunk_size`] with the status a request gets: 400, or 413 for a size too large.
+pub(crate) fn chunk_size(line: &[u8]) -> Result<u64, Reject> {
+    parse_chunk_size(line).map_err(|e| match e {
+        ChunkLine::Malformed => reject(400, "malformed chunked body"),
+        ChunkLine::TooLarge => reject(413, "request body too large"),
+    })
 }
 
 impl Chunked {
