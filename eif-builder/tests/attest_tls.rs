@@ -155,6 +155,10 @@ fn serve_once(twist: Twist) -> (String, std::thread::JoinHandle<()>) {
 }
 
 fn attest(url: &str, pcr0: &[u8], emulator: bool) -> Output {
+    attest_with(url, pcr0, emulator, &[])
+}
+
+fn attest_with(url: &str, pcr0: &[u8], emulator: bool, extra: &[&std::ffi::OsStr]) -> Output {
     let tmp = tempfile::tempdir().unwrap();
     let m = tmp.path().join("measurements.json");
     let hex = eif_builder::measure::hex;
@@ -177,7 +181,44 @@ fn attest(url: &str, pcr0: &[u8], emulator: bool) -> Output {
     if emulator {
         cmd.arg("--insecure-emulator");
     }
+    cmd.args(extra);
     cmd.output().unwrap()
+}
+
+/// A TLS server with `cert`'s key answering one request with `200 pinned`; returns its port.
+fn serve_pinned(cert: &str, key: &str) -> (u16, std::thread::JoinHandle<()>) {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(pem_der(cert))],
+        PrivateKeyDer::try_from(pem_der(key)).unwrap(),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if tls.read_exact(&mut byte).is_err() {
+                return; // the client refused the handshake
+            }
+            head.push(byte[0]);
+        }
+        let _ = tls.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\npinned\n",
+        );
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    });
+    (port, handle)
 }
 
 fn verdict(out: &Output) -> serde_json::Value {
@@ -260,5 +301,93 @@ fn attest_without_a_server_is_an_error_on_stderr() {
     assert!(
         err.contains(&format!("cannot connect to 127.0.0.1:{port}")),
         "{err}"
+    );
+}
+
+#[test]
+fn attest_pin_writes_the_certificate_and_a_curl_line_that_pins_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pem_path = tmp.path().join("enclave.pem");
+    let (url, server) = serve_once(Twist::Honest);
+    let out = attest_with(&url, &PCR0, true, &["--pin".as_ref(), pem_path.as_os_str()]);
+    server.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(verdict(&out)["verified"], true);
+    let written = pem::parse(&std::fs::read(&pem_path).unwrap()).unwrap();
+    assert_eq!(written[0].der, pem_der("p384-cert.pem"));
+    // The pin as openssl computes it from the PEM we wrote.
+    let openssl = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform DER | openssl dgst -sha256 -binary | openssl base64 -A",
+            pem_path.display()
+        ))
+        .output()
+        .expect("this test needs openssl");
+    let pin = String::from_utf8(openssl.stdout).unwrap();
+    assert_eq!(pin.len(), 44, "{pin:?}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("curl "))
+        .unwrap_or_else(|| panic!("no curl line in {stderr}"));
+    let port = url.rsplit(':').next().unwrap();
+    assert_eq!(
+        line,
+        format!("curl -k --pinnedpubkey 'sha256//{pin}' https://127.0.0.1:{port}/")
+    );
+    // The line works with the real curl against the same key, and fails against another.
+    let curl = |port: u16| {
+        let args: Vec<String> = line
+            .replace(
+                &format!("127.0.0.1:{}/", url.rsplit(':').next().unwrap()),
+                &format!("127.0.0.1:{port}/"),
+            )
+            .replace('\'', "")
+            .split(' ')
+            .skip(1)
+            .map(str::to_owned)
+            .collect();
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(&args)
+            .output()
+            .expect("this test needs curl")
+    };
+    let (same, server) = serve_pinned("p384-cert.pem", "p384-key.pkcs8.pem");
+    let out = curl(same);
+    server.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"pinned\n");
+    let (other, server) = serve_pinned("p256-cert.pem", "p256-key.sec1.pem");
+    let out = curl(other);
+    server.join().unwrap();
+    // CURLE_SSL_PINNEDPUBKEYNOTMATCH.
+    assert_eq!(
+        out.status.code(),
+        Some(90),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn attest_pin_writes_nothing_when_verification_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pem_path = tmp.path().join("enclave.pem");
+    let (url, server) = serve_once(Twist::OtherCertificate);
+    let out = attest_with(&url, &PCR0, true, &["--pin".as_ref(), pem_path.as_os_str()]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("curl "));
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing written"
     );
 }

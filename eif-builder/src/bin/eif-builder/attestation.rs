@@ -59,6 +59,11 @@ pub(crate) struct AttestArgs {
     /// Seconds to wait on the network before giving up.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
+    /// Once verified: write the enclave's TLS certificate to CERT.pem and print, on stderr, a
+    /// curl command pinning its public key (`--pinnedpubkey 'sha256//…'`), so later clients
+    /// trust exactly this key. Nothing is written when verification fails.
+    #[arg(long, value_name = "CERT.pem")]
+    pin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -339,12 +344,64 @@ pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
         insecure_emulator: args.policy.insecure_emulator,
     };
     let outcome = attest::verify(&fetched.document, &policy);
+    if let (Ok(_), Some(path)) = (&outcome, &args.pin) {
+        let line = pin(&fetched.certificate, path, &target)?;
+        eprintln!("{line}");
+    }
     print_verdict(
         &outcome,
         &root,
         at,
         Some((args.url.as_str(), fetched.certificate.as_slice())),
     )
+}
+
+/// curl's `--pinnedpubkey` value of a certificate: `sha256//` and the base64 SHA-256 of its
+/// SubjectPublicKeyInfo.
+pub(crate) fn pinned_public_key(cert_der: &[u8]) -> Result<String> {
+    let spki = contract::der::spki(cert_der).map_err(|e| Error::Malformed {
+        what: "the enclave's TLS certificate".to_string(),
+        detail: e.to_string(),
+    })?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
+    Ok(format!(
+        "sha256//{}",
+        contract::base64::encode(digest.as_ref())
+    ))
+}
+
+/// Writes the verified certificate as PEM to `path` (whole or not at all: a temporary file
+/// renamed into place) and returns the lines to print.
+fn pin(cert_der: &[u8], path: &std::path::Path, target: &attest::client::Target) -> Result<String> {
+    let pinned = pinned_public_key(cert_der)?;
+    let encoded = contract::base64::encode(cert_der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let tmp = path.with_extension("pem.partial");
+    let io = |action: &'static str, p: &std::path::Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io {
+            action,
+            path: Some(p),
+            source,
+        }
+    };
+    std::fs::write(&tmp, pem).map_err(io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("cannot write", path))?;
+    Ok(format!(
+        "eif-builder: verified; the enclave's certificate is in {}. Pin its key (curl -k checks no CA, the pin still holds):\n\
+         curl -k --pinnedpubkey '{pinned}' https://{}/",
+        path.display(),
+        if target.host.contains(':') {
+            format!("[{}]:{}", target.host, target.port)
+        } else {
+            format!("{}:{}", target.host, target.port)
+        }
+    ))
 }
 
 #[cfg(test)]
