@@ -13,6 +13,13 @@
 //! }
 //! ```
 //!
+//! A verifier may accept several images at once (a rolling upgrade has two live): then the file
+//! lists them, each with an optional name the verdict repeats ([`parse_accepted`]):
+//!
+//! ```json
+//! { "Accepted": [ { "Name": "v1", "Measurements": { … } }, { "Name": "v2", "Measurements": { … } } ] }
+//! ```
+//!
 //! Read strictly, because a verifier that accepts what its author did not mean to accept
 //! vouches for the wrong image: the one top-level key `Measurements`; inside it
 //! `HashAlgorithm` (optional, and then exactly `Sha384 { ... }`) and `PCRn` spelled exactly so
@@ -32,6 +39,10 @@ pub const HASH_ALGORITHM: &str = "Sha384 { ... }";
 pub const MAX_PCR_INDEX: u8 = 31;
 /// The largest measurements file read (a few hundred bytes is usual).
 pub const MAX_FILE_BYTES: usize = 64 * 1024;
+/// The most images one file accepts.
+pub const MAX_ACCEPTED: usize = 16;
+/// The longest name of an accepted image.
+pub const MAX_NAME: usize = 64;
 
 /// One PCR value.
 pub type Pcr = [u8; PCR_LEN];
@@ -88,6 +99,108 @@ impl From<JsonError> for MeasurementsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Measurements {
     pcrs: BTreeMap<u8, Pcr>,
+}
+
+/// One image a verifier accepts: its measurements and, in a list, its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// `Name`, if given.
+    pub name: Option<String>,
+    /// The PCRs.
+    pub measurements: Measurements,
+}
+
+impl Accepted {
+    /// How a verdict names it: its name, else `#N` (its place in the list, from 1).
+    pub fn label(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("#{}", index.saturating_add(1)))
+    }
+}
+
+/// Reads a measurements file that accepts one image (nitro-cli's form, no name) or several
+/// (`{"Accepted": [{"Name": …, "Measurements": {…}}, …]}`: 1 to [`MAX_ACCEPTED`] entries,
+/// names printable and distinct, the same PCRs not listed twice).
+pub fn parse_accepted(text: &str) -> Result<Vec<Accepted>, MeasurementsError> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(MeasurementsError::TooLarge(text.len()));
+    }
+    let Value::Object(top) = json::parse(text)? else {
+        return Err(MeasurementsError::NotAnObject("the file"));
+    };
+    if !top.iter().any(|(k, _)| k == "Accepted") {
+        return Ok(vec![Accepted {
+            name: None,
+            measurements: Measurements::parse(text)?,
+        }]);
+    }
+    let mut list = None;
+    for (key, value) in top {
+        if key != "Accepted" {
+            return Err(MeasurementsError::BadValue {
+                key,
+                reason: "a file listing \"Accepted\" images has no other key".into(),
+            });
+        }
+        list = Some(value);
+    }
+    let bad = |reason: String| MeasurementsError::BadValue {
+        key: "Accepted".into(),
+        reason,
+    };
+    let Some(Value::Array(entries)) = list else {
+        return Err(bad("is not a list".into()));
+    };
+    if entries.is_empty() || entries.len() > MAX_ACCEPTED {
+        return Err(bad(format!(
+            "lists {} images; 1 to {MAX_ACCEPTED}",
+            entries.len()
+        )));
+    }
+    let mut out: Vec<Accepted> = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let at = |reason: String| bad(format!("entry {}: {reason}", i + 1));
+        let Value::Object(members) = entry else {
+            return Err(at("is not a JSON object".into()));
+        };
+        let (mut name, mut measurements) = (None, None);
+        for (key, value) in members {
+            match (key.as_str(), value) {
+                ("Name", Value::String(n)) => {
+                    if n.is_empty() || n.len() > MAX_NAME || n.chars().any(|c| c.is_control()) {
+                        return Err(at(format!(
+                            "Name {n:?} is not 1 to {MAX_NAME} printable characters"
+                        )));
+                    }
+                    name = Some(n);
+                }
+                ("Name", v) => return Err(at(format!("Name is {}, not a string", v.kind()))),
+                ("Measurements", Value::Object(m)) => {
+                    measurements =
+                        Some(Measurements::from_members(m).map_err(|e| at(e.to_string()))?);
+                }
+                ("Measurements", _) => return Err(at("Measurements is not a JSON object".into())),
+                (other, _) => {
+                    return Err(at(format!(
+                        "unknown key {other:?} (expected \"Name\" and \"Measurements\")"
+                    )))
+                }
+            }
+        }
+        let measurements = measurements.ok_or_else(|| at("\"Measurements\" is missing".into()))?;
+        if let Some(n) = name
+            .as_ref()
+            .filter(|n| out.iter().any(|a| a.name.as_ref() == Some(n)))
+        {
+            return Err(at(format!("the name {n:?} is given twice")));
+        }
+        if let Some(j) = out.iter().position(|a| a.measurements == measurements) {
+            return Err(at(format!("the same measurements as entry {}", j + 1)));
+        }
+        out.push(Accepted { name, measurements });
+    }
+    Ok(out)
 }
 
 /// The index of a `PCRn` key spelled canonically, or `None`.
@@ -302,5 +415,102 @@ mod tests {
             MeasurementsError::UnknownKey("PCR00".into()).to_string(),
             "unknown key \"PCR00\" (expected \"Measurements\" holding \"HashAlgorithm\" and \"PCR0\" to \"PCR31\")"
         );
+    }
+
+    /// `{"Name": name, "Measurements": {PCR0..2 of byte b}}` (no Name when `name` is empty).
+    fn entry(name: &str, b: u8) -> String {
+        let pcrs = format!(
+            "\"PCR0\": \"{}\", \"PCR1\": \"{}\", \"PCR2\": \"{}\"",
+            hex::encode(&pcr(b)),
+            hex::encode(&pcr(1)),
+            hex::encode(&pcr(2))
+        );
+        if name.is_empty() {
+            format!("{{\"Measurements\": {{{pcrs}}}}}")
+        } else {
+            format!("{{\"Name\": \"{name}\", \"Measurements\": {{{pcrs}}}}}")
+        }
+    }
+
+    #[test]
+    fn one_image_or_a_list_of_accepted_ones() {
+        let one = parse_accepted(&file(&three())).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            (one[0].name.as_deref(), one[0].label(0)),
+            (None, "#1".to_owned())
+        );
+        let two = parse_accepted(&format!(
+            "{{\"Accepted\": [{}, {}]}}",
+            entry("v1", 0xa),
+            entry("", 0xb)
+        ))
+        .unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0].label(0), "v1");
+        assert_eq!(two[1].label(1), "#2");
+        assert_eq!(two[0].measurements.get(0), Some(&pcr(0xa)));
+        assert_eq!(two[1].measurements.get(0), Some(&pcr(0xb)));
+    }
+
+    #[test]
+    fn lists_are_read_strictly() {
+        let many: Vec<String> = (0..17).map(|i| entry("", i)).collect();
+        for (text, err) in [
+            ("{\"Accepted\": {}}".to_owned(), "Accepted: is not a list"),
+            (
+                "{\"Accepted\": []}".to_owned(),
+                "Accepted: lists 0 images; 1 to 16",
+            ),
+            (
+                format!("{{\"Accepted\": [{}]}}", many.join(",")),
+                "Accepted: lists 17 images; 1 to 16",
+            ),
+            (
+                format!(
+                    "{{\"Accepted\": [{}], \"Measurements\": {{}}}}",
+                    entry("a", 1)
+                ),
+                "Measurements: a file listing \"Accepted\" images has no other key",
+            ),
+            (
+                "{\"Accepted\": [1]}".to_owned(),
+                "Accepted: entry 1: is not a JSON object",
+            ),
+            (
+                "{\"Accepted\": [{\"Name\": \"a\"}]}".to_owned(),
+                "Accepted: entry 1: \"Measurements\" is missing",
+            ),
+            (
+                "{\"Accepted\": [{\"Name\": 1}]}".to_owned(),
+                "Accepted: entry 1: Name is a number, not a string",
+            ),
+            (
+                "{\"Accepted\": [{\"Name\": \"\"}]}".to_owned(),
+                "Accepted: entry 1: Name \"\" is not 1 to 64 printable characters",
+            ),
+            (
+                "{\"Accepted\": [{\"Tag\": 1}]}".to_owned(),
+                "Accepted: entry 1: unknown key \"Tag\" (expected \"Name\" and \"Measurements\")",
+            ),
+            (
+                format!("{{\"Accepted\": [{}, {}]}}", entry("a", 1), entry("a", 2)),
+                "Accepted: entry 2: the name \"a\" is given twice",
+            ),
+            (
+                format!("{{\"Accepted\": [{}, {}]}}", entry("a", 1), entry("b", 1)),
+                "Accepted: entry 2: the same measurements as entry 1",
+            ),
+            (
+                "{\"Accepted\": [{\"Measurements\": {\"PCR0\": \"00\"}}]}".to_owned(),
+                "Accepted: entry 1: PCR0: 1 bytes; a SHA-384 PCR is 48",
+            ),
+        ] {
+            assert_eq!(
+                parse_accepted(&text).unwrap_err().to_string(),
+                err,
+                "{text}"
+            );
+        }
     }
 }

@@ -479,6 +479,69 @@ fn cli_verify_takes_emulator_documents_only_with_insecure_emulator() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING: --insecure-emulator"));
 }
 
+/// The `Measurements` object of a measurements file, as JSON text.
+fn inner(file: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(file).unwrap()["Measurements"].to_string()
+}
+
+#[test]
+fn cli_verify_accepts_any_image_of_a_list_and_says_which() {
+    let tmp = tempfile::tempdir().unwrap();
+    let qemu = String::from_utf8(read("qemu-emulator-1.measurements.json")).unwrap();
+    let other = inner(&entry("evervault-1.cbor").measurements(&[0, 1, 2]));
+    let third = inner(&entry("marlin-2.cbor").measurements(&[0, 1, 2]));
+    let at = rfc3339(now());
+    let run = |file: &str| {
+        cli_verify(
+            tmp.path(),
+            "qemu-emulator-1.cbor",
+            file,
+            &at,
+            &["--insecure-emulator"],
+        )
+    };
+    let out = run(&format!(
+        "{{\"Accepted\": [{{\"Name\": \"old\", \"Measurements\": {other}}}, {{\"Name\": \"new\", \"Measurements\": {}}}]}}",
+        inner(&qemu)
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(
+        (v["verified"].as_bool(), v["accepted_image"].as_str()),
+        (Some(true), Some("new"))
+    );
+    // A single image (nitro-cli's form) is not named in the verdict.
+    assert!(json(&run(&qemu)).get("accepted_image").is_none());
+    // Neither of two: refused at the PCRs, naming both.
+    let out = run(&format!(
+        "{{\"Accepted\": [{{\"Name\": \"a\", \"Measurements\": {other}}}, {{\"Measurements\": {third}}}]}}"
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["step"], "pcr");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("matches none of the 2 accepted images (a, #2); against the first: "),
+        "{reason}"
+    );
+    // The list is read strictly: an error on stderr naming the file and the entry.
+    let out = run(&format!(
+        "{{\"Accepted\": [{{\"Measurements\": {other}}}, {{\"Measurements\": {other}}}]}}"
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("entry 2: the same measurements as entry 1"),
+        "{err}"
+    );
+}
+
 #[test]
 fn cli_verify_reports_pcr_mismatch_debug_nonce_and_tampering() {
     let tmp = tempfile::tempdir().unwrap();

@@ -16,7 +16,9 @@ use eif_builder::{time, Error, Result};
 pub(crate) struct PolicyArgs {
     /// The expected PCRs: a measurements JSON as written by `build --measurements` or
     /// nitro-cli build-enclave ({"Measurements": {"PCR0": …}}), read strictly: PCR0 to PCR31
-    /// spelled so, HashAlgorithm; any other key, or one given twice, is an error.
+    /// spelled so, HashAlgorithm; any other key, or one given twice, is an error. Several
+    /// images (a rolling upgrade): {"Accepted": [{"Name": "v1", "Measurements": {…}}, …]}; the
+    /// verdict's "accepted_image" says which matched.
     #[arg(long, value_name = "FILE")]
     measurements: PathBuf,
     /// Trust this root certificate (PEM) instead of the embedded AWS Nitro root G1.
@@ -126,8 +128,60 @@ pub(crate) enum Verdict {
     Refused,
 }
 
-/// The trust anchor and expected PCRs of `verify` and `attest`.
-pub(crate) fn load_policy(args: &PolicyArgs) -> Result<(Vec<u8>, ExpectedPcrs)> {
+/// The images a verdict may accept: each one's PCRs and how the verdict names it, and whether
+/// the file listed them (`{"Accepted": [...]}`), in which case the verdict says which matched.
+pub(crate) struct AcceptedImages {
+    sets: Vec<(String, ExpectedPcrs)>,
+    listed: bool,
+}
+
+impl AcceptedImages {
+    /// [`attest::verify`] against each accepted image in turn: the first that passes and its
+    /// name; else the failure against the first (before the PCRs every image fails alike), its
+    /// reason saying, when there are several, that none matched.
+    fn verify(
+        &self,
+        document: &[u8],
+        policy: &Policy<'_>,
+    ) -> (std::result::Result<Verified, VerifyError>, Option<String>) {
+        let mut first = None;
+        for (label, expected) in &self.sets {
+            match attest::verify(
+                document,
+                &Policy {
+                    expected,
+                    ..*policy
+                },
+            ) {
+                Ok(v) => return (Ok(v), self.listed.then(|| label.clone())),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            Some(e) => (Err(e), None),
+            None => (attest::verify(document, policy), None),
+        }
+    }
+
+    /// The first image's PCRs (the list is never empty: `parse_accepted` takes 1 or more).
+    fn first(&self) -> &ExpectedPcrs {
+        &self.sets[0].1
+    }
+
+    /// The names, for a reason that lists them.
+    fn names(&self) -> String {
+        self.sets
+            .iter()
+            .map(|(l, _)| l.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The trust anchor and accepted images of `verify` and `attest`.
+pub(crate) fn load_policy(args: &PolicyArgs) -> Result<(Vec<u8>, AcceptedImages)> {
     if args.insecure_emulator {
         eprintln!(
             "eif-builder: WARNING: --insecure-emulator: the attestation document's SIGNATURE AND \
@@ -144,14 +198,17 @@ pub(crate) fn load_policy(args: &PolicyArgs) -> Result<(Vec<u8>, ExpectedPcrs)> 
         what: format!("{}", args.measurements.display()),
         detail: "is not UTF-8".to_string(),
     })?;
-    let expected = ExpectedPcrs::from_measurements_json(text).map_err(|e| match e {
-        Error::Malformed { what, detail } => Error::Malformed {
-            what: format!("{what} {}", args.measurements.display()),
-            detail,
-        },
-        other => other,
+    let accepted = contract::measurements::parse_accepted(text).map_err(|e| Error::Malformed {
+        what: format!("measurements file {}", args.measurements.display()),
+        detail: e.to_string(),
     })?;
-    Ok((root, expected))
+    let listed = text.contains("\"Accepted\"");
+    let sets = accepted
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.label(i), ExpectedPcrs::from(&a.measurements)))
+        .collect();
+    Ok((root, AcceptedImages { sets, listed }))
 }
 
 pub(crate) fn now_unix_secs() -> u64 {
@@ -181,6 +238,9 @@ impl Serialize for PcrsOut<'_> {
 #[derive(Serialize)]
 pub(crate) struct VerdictOut<'a> {
     verified: bool,
+    /// Which image of a measurements file listing several (`Accepted`) matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepted_image: Option<String>,
     /// The check that failed (see `VerifyError::step`).
     #[serde(skip_serializing_if = "Option::is_none")]
     step: Option<&'static str>,
@@ -225,7 +285,8 @@ fn printable_text(bytes: &[u8]) -> Option<String> {
 
 /// Prints the verdict of `verify`/`attest` and says how to exit.
 pub(crate) fn print_verdict(
-    outcome: &std::result::Result<Verified, VerifyError>,
+    (outcome, matched): &(std::result::Result<Verified, VerifyError>, Option<String>),
+    accepted: &AcceptedImages,
     root: &[u8],
     at: u64,
     connection: Option<(&str, &[u8])>,
@@ -233,6 +294,7 @@ pub(crate) fn print_verdict(
     let opt = |b: &Option<Vec<u8>>| Some(b.as_deref().map(hex));
     let common = VerdictOut {
         verified: false,
+        accepted_image: None,
         step: None,
         reason: None,
         expected: None,
@@ -254,6 +316,7 @@ pub(crate) fn print_verdict(
     let out = match outcome {
         Ok(v) => VerdictOut {
             verified: true,
+            accepted_image: matched.clone(),
             module_id: Some(&v.module_id),
             timestamp: Some(v.timestamp),
             pcrs: Some(PcrsOut(&v.pcrs)),
@@ -268,9 +331,18 @@ pub(crate) fn print_verdict(
         Err(e) => {
             let doc = e.document();
             let (expected, actual) = e.expected_actual().unzip();
+            let reason = if accepted.sets.len() > 1 && e.step() == "pcr" {
+                format!(
+                    "matches none of the {} accepted images ({}); against the first: {e}",
+                    accepted.sets.len(),
+                    accepted.names()
+                )
+            } else {
+                e.to_string()
+            };
             VerdictOut {
                 step: Some(e.step()),
-                reason: Some(e.to_string()),
+                reason: Some(reason),
                 expected,
                 actual,
                 module_id: doc.map(|d| d.module_id.as_str()),
@@ -314,14 +386,14 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<Verdict> {
     let policy = Policy {
         root_der: &root,
         at_unix_secs: at,
-        expected: &expected,
+        expected: expected.first(),
         nonce: nonce.as_deref(),
         tls_certificate: None,
         allow_debug: args.policy.allow_debug,
         insecure_emulator: args.policy.insecure_emulator,
     };
-    let outcome = attest::verify(&document, &policy);
-    print_verdict(&outcome, &root, at, None)
+    let verdict = expected.verify(&document, &policy);
+    print_verdict(&verdict, &expected, &root, at, None)
 }
 
 pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
@@ -337,19 +409,20 @@ pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
     let policy = Policy {
         root_der: &root,
         at_unix_secs: at,
-        expected: &expected,
+        expected: expected.first(),
         nonce: Some(&nonce),
         tls_certificate: Some(&fetched.certificate),
         allow_debug: args.policy.allow_debug,
         insecure_emulator: args.policy.insecure_emulator,
     };
-    let outcome = attest::verify(&fetched.document, &policy);
-    if let (Ok(_), Some(path)) = (&outcome, &args.pin) {
+    let verdict = expected.verify(&fetched.document, &policy);
+    if let (Ok(_), Some(path)) = (&verdict.0, &args.pin) {
         let line = pin(&fetched.certificate, path, &target)?;
         eprintln!("{line}");
     }
     print_verdict(
-        &outcome,
+        &verdict,
+        &expected,
         &root,
         at,
         Some((args.url.as_str(), fetched.certificate.as_slice())),
