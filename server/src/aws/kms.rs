@@ -190,7 +190,6 @@ impl Kms {
                 ciphertext_blob.len()
             )));
         }
-        let recipient = Recipient::generate().map_err(KmsError::Recipient)?;
         let mut fields = vec![(
             "CiphertextBlob",
             json_string(&contract::base64::encode(ciphertext_blob)),
@@ -198,7 +197,7 @@ impl Kms {
         if let Some(id) = key_id {
             fields.push(("KeyId", json_string(id)));
         }
-        let answer = self.call(http, attester, &recipient, "Decrypt", fields)?;
+        let (recipient, answer) = self.call(http, attester, "Decrypt", fields)?;
         recipient_plaintext(&recipient, &answer)
     }
 
@@ -216,12 +215,11 @@ impl Kms {
                 "a data key is 1 to 1024 bytes, not {bytes}"
             )));
         }
-        let recipient = Recipient::generate().map_err(KmsError::Recipient)?;
         let fields = vec![
             ("KeyId", json_string(key_id)),
             ("NumberOfBytes", bytes.to_string()),
         ];
-        let answer = self.call(http, attester, &recipient, "GenerateDataKey", fields)?;
+        let (recipient, answer) = self.call(http, attester, "GenerateDataKey", fields)?;
         let plaintext = recipient_plaintext(&recipient, &answer)?;
         Ok(DataKey {
             plaintext,
@@ -230,15 +228,22 @@ impl Kms {
         })
     }
 
-    /// One signed call with the recipient's attestation document; the answer's members.
+    /// One signed call with the attestation document of a fresh recipient key pair: the
+    /// recipient and the answer's members. Credentials come first: when they cannot be had
+    /// (a retry at start while the metadata service is unreachable), no key pair is made.
     fn call(
         &self,
         http: &dyn Http,
         attester: &dyn Attester,
-        recipient: &Recipient,
         action: &str,
         mut fields: Vec<(&str, String)>,
-    ) -> Result<Vec<(String, Value)>, KmsError> {
+    ) -> Result<(Recipient, Vec<(String, Value)>), KmsError> {
+        let now = super::unix_now();
+        let credentials = self
+            .credentials
+            .get(http, now)
+            .map_err(KmsError::Credentials)?;
+        let recipient = Recipient::generate().map_err(KmsError::Recipient)?;
         let document = attester
             .attest(&[], &[], recipient.public_key_der())
             .map_err(KmsError::Attestation)?;
@@ -258,11 +263,6 @@ impl Kms {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let now = super::unix_now();
-        let credentials = self
-            .credentials
-            .get(http, now)
-            .map_err(KmsError::Credentials)?;
         let req = signed_request(
             &self.endpoint,
             &self.region,
@@ -280,7 +280,7 @@ impl Kms {
             return Err(service_error(resp.status, value.ok(), &resp.body));
         }
         match value {
-            Ok(Value::Object(members)) => Ok(members),
+            Ok(Value::Object(members)) => Ok((recipient, members)),
             Ok(v) => Err(KmsError::Malformed(format!(
                 "expected a JSON object, got {}",
                 v.kind()

@@ -257,3 +257,20 @@ fn the_plaintext_comes_back_through_the_recipient_only() {
     assert_eq!(key.key_id, "arn:aws:kms:eu-west-1:1:key/k");
     assert!(!format!("{key:?}").contains("0123"));
 }
+
+#[test]
+fn without_credentials_no_key_pair_is_made_and_nothing_is_attested() {
+    let kms = Kms::new(
+        "eu-west-1",
+        None,
+        Provider::instance_metadata(Url::parse("http://169.254.169.254").unwrap()),
+    )
+    .unwrap();
+    let attester = TestAttester::default();
+    // The metadata service answers nothing: the call ends at the credentials.
+    let e = kms
+        .decrypt(&Script::new(vec![]), &attester, b"blob", None)
+        .unwrap_err();
+    assert!(matches!(e, KmsError::Credentials(_)), "{e}");
+    assert!(attester.public_keys.lock().unwrap().is_empty());
+}
