@@ -160,17 +160,10 @@ fn read_one(input: &[u8], depth: usize) -> Result<(Tlv<'_>, &[u8]), CmsError> {
                 ));
             }
             let len = indefinite_content_len(after_len, depth)?;
-            let content = after_len.get(..len).ok_or(CmsError::Truncated)?;
-            let end = len.checked_add(2).ok_or(CmsError::Truncated)?;
-            let rest = after_len.get(end..).ok_or(CmsError::Truncated)?;
-            Ok((
-                Tlv {
-                    tag,
-                    content,
-                    depth,
-                },
-                rest,
-            ))
+            let (tlv, rest) = definite(tag, len, after_len, depth)?;
+            // Past the end-of-contents octets (`00 00`) that closed it.
+            let rest = rest.get(2..).ok_or(CmsError::Truncated)?;
+            Ok((tlv, rest))
         }
         0x81..=0x84 => {
             let n = usize::from(first & 0x7f);
