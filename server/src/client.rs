@@ -79,12 +79,9 @@ impl Resolver {
             path: path.to_path_buf(),
             reason,
         };
-        let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-        let mut bytes = Vec::new();
         let max = u64::try_from(contract::egress::MAX_BYTES).unwrap_or(u64::MAX);
-        file.take(max.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|e| bad(e.to_string()))?;
+        // One byte over the limit is enough for the parser to refuse the size.
+        let bytes = read_at_most(path, max).map_err(|e| bad(e.to_string()))?;
         let text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8".into()))?;
         let entries = contract::egress::parse(&text).map_err(|e| bad(e.to_string()))?;
         Ok(Resolver::Egress {
@@ -147,6 +144,16 @@ impl Resolver {
             }
         }
     }
+}
+
+/// The first `max + 1` bytes of the file at `path` (the caller judges a file that reaches
+/// `max + 1` too large): a file of trust anchors, the egress table.
+pub(crate) fn read_at_most(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// How a [`Client`] connects, trusts and bounds.

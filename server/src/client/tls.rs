@@ -7,7 +7,6 @@
 //! A caller that needs its own verifier (the attesting proxy) builds its own `ClientConfig`
 //! and passes it in [`super::ClientOptions::tls`].
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -53,11 +52,7 @@ pub fn read_pem_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, Clien
         path: path.to_path_buf(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let mut text = Vec::new();
-    file.take(MAX_ROOTS_FILE + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| bad(e.to_string()))?;
+    let text = super::read_at_most(path, MAX_ROOTS_FILE).map_err(|e| bad(e.to_string()))?;
     if u64::try_from(text.len()).unwrap_or(u64::MAX) > MAX_ROOTS_FILE {
         return Err(bad(format!("larger than {MAX_ROOTS_FILE} bytes")));
     }
