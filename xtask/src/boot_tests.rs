@@ -316,20 +316,21 @@ impl Drop for TestService {
     }
 }
 
-/// The egress routes the build wrote, each target replaced by the test's service on this
-/// machine (which cannot resolve the test's made-up name); the harness listens for each on the
-/// emulator's host socket of its vsock port (`enclave::egress_routes`).
-fn routes_to(routes: &str, service: u16) -> Result<String> {
+/// The egress routes the build wrote, each target replaced by a service on this machine
+/// (which cannot resolve the test's made-up names): `port_of(TARGET)` gives its port on
+/// 127.0.0.1. The harness listens for each on the emulator's host socket of its vsock port
+/// (`enclave::egress_routes`).
+fn routes_to(routes: &str, port_of: impl Fn(&str) -> Result<u16>) -> Result<String> {
     let mut out = String::new();
     for line in routes
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let Some((listen, _)) = line.split_once('=') else {
+        let Some((listen, target)) = line.split_once('=') else {
             return err(format!("egress-routes: {line:?} is not LISTEN=TARGET"));
         };
-        out.push_str(&format!("{listen}=tcp:127.0.0.1:{service}\n"));
+        out.push_str(&format!("{listen}=tcp:127.0.0.1:{}\n", port_of(target)?));
     }
     Ok(out)
 }
@@ -353,7 +354,7 @@ pub fn egress(image: &Image, tools: &Tools) -> Vec<Outcome> {
         let routes = fs::read_to_string(dir.join("egress-routes"))
             .ctx(|| "reading the egress-routes the build wrote".into())?;
         let local = dir.join("egress-routes.test");
-        fs::write(&local, routes_to(&routes, service.port)?)
+        fs::write(&local, routes_to(&routes, |_| Ok(service.port))?)
             .ctx(|| format!("writing {}", local.display()))?;
         boot_once_with(
             tools,

@@ -6,7 +6,7 @@
 //! prints a keyed hash of it, which the test computes with openssl), `/private-data` must say
 //! the key came from KMS, and the stand-in must have seen IMDSv2 and a verified `Recipient`.
 
-use super::{boot_detached_with, outcome, variant, Outcome};
+use super::{boot_detached_with, outcome, routes_to, variant, Outcome};
 use crate::cmd::{err, output, project_root, run, Context, Result};
 use crate::eif::{self, Image};
 use crate::enclave;
@@ -202,30 +202,6 @@ impl Standin {
     }
 }
 
-/// The build's egress routes with KMS sent to the stand-in's KMS port and the metadata
-/// service to its metadata port.
-fn routes(text: &str, standin: &Standin) -> Result<String> {
-    let mut out = String::new();
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let Some((listen, target)) = line.split_once('=') else {
-            return err(format!("egress-routes: {line:?} is not LISTEN=TARGET"));
-        };
-        let port = if target == format!("tcp:{KMS_HOST}:443") {
-            standin.kms_port
-        } else if target == "tcp:169.254.169.254:80" {
-            standin.imds_port
-        } else {
-            return err(format!("egress-routes: unexpected target {target:?}"));
-        };
-        out.push_str(&format!("{listen}=tcp:127.0.0.1:{port}\n"));
-    }
-    Ok(out)
-}
-
 /// Waits for the console of the enclave running in `dir` to say `line` (the harness is ready
 /// when the vsock port answers; a program that talks to KMS first binds later).
 fn wait_for_console(dir: &Path, line: &str, limit: Duration) -> Result<String> {
@@ -413,7 +389,17 @@ pub fn kms(image: &Image, tools: &enclave::Tools) -> Vec<Outcome> {
         let text = fs::read_to_string(server.join("egress-routes"))
             .ctx(|| "reading the egress-routes the build wrote".into())?;
         let local = dir.join("egress-routes.test");
-        fs::write(&local, routes(&text, &standin)?)
+        // KMS to the stand-in's KMS port, the metadata service to its metadata port.
+        let port_of = |target: &str| {
+            if target == format!("tcp:{KMS_HOST}:443") {
+                Ok(standin.kms_port)
+            } else if target == "tcp:169.254.169.254:80" {
+                Ok(standin.imds_port)
+            } else {
+                err(format!("egress-routes: unexpected target {target:?}"))
+            }
+        };
+        fs::write(&local, routes_to(&text, port_of)?)
             .ctx(|| format!("writing {}", local.display()))?;
         let eif = server.join("enclave.eif");
         boot(&eif, dir.join("run-1"), &local, &key_id)
