@@ -100,9 +100,8 @@ fn decode_hex(s: &str) -> Vec<u8> {
 }
 
 /// Serves one HTTPS request on a fresh port, in a thread; returns the URL.
-fn serve_once(twist: Twist) -> (String, std::thread::JoinHandle<()>) {
-    let cert = pem_der("p384-cert.pem");
-    let key = pem_der("p384-key.pkcs8.pem");
+/// A TLS server configuration with the certificate and key of these test files.
+fn server_config(cert: &str, key: &str) -> Arc<rustls::ServerConfig> {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -110,26 +109,44 @@ fn serve_once(twist: Twist) -> (String, std::thread::JoinHandle<()>) {
     .unwrap()
     .with_no_client_auth()
     .with_single_cert(
-        vec![CertificateDer::from(cert.clone())],
-        PrivateKeyDer::try_from(key).unwrap(),
+        vec![CertificateDer::from(pem_der(cert))],
+        PrivateKeyDer::try_from(pem_der(key)).unwrap(),
     )
     .unwrap();
+    Arc::new(config)
+}
+
+/// Accepts one connection on `listener` and reads a request head over TLS; `None` if the
+/// client gave up (refused the handshake).
+fn accept_head(
+    listener: &TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<(
+    rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>,
+    String,
+)> {
+    let (sock, _) = listener.accept().unwrap();
+    let conn = rustls::ServerConnection::new(config).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte).ok()?;
+        head.push(byte[0]);
+    }
+    Some((tls, String::from_utf8(head).unwrap()))
+}
+
+fn serve_once(twist: Twist) -> (String, std::thread::JoinHandle<()>) {
+    let cert = pem_der("p384-cert.pem");
+    let config = server_config("p384-cert.pem", "p384-key.pkcs8.pem");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "https://127.0.0.1:{}",
         listener.local_addr().unwrap().port()
     );
     let handle = std::thread::spawn(move || {
-        let (sock, _) = listener.accept().unwrap();
-        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, sock);
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tls.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
+        let (mut tls, head) = accept_head(&listener, config).expect("a request");
         let target = head.split(' ').nth(1).unwrap();
         let hex = target.strip_prefix("/attestation?nonce=").unwrap();
         assert_eq!(hex.len(), 64, "a 32-byte nonce");
@@ -187,36 +204,18 @@ fn attest_with(url: &str, pcr0: &[u8], emulator: bool, extra: &[&std::ffi::OsStr
 
 /// A TLS server with `cert`'s key answering one request with `200 pinned`; returns its port.
 fn serve_pinned(cert: &str, key: &str) -> (u16, std::thread::JoinHandle<()>) {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(pem_der(cert))],
-        PrivateKeyDer::try_from(pem_der(key)).unwrap(),
-    )
-    .unwrap();
+    let config = server_config(cert, key);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
-        let (sock, _) = listener.accept().unwrap();
-        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, sock);
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if tls.read_exact(&mut byte).is_err() {
-                return; // the client refused the handshake
-            }
-            head.push(byte[0]);
+        // None: the client refused the handshake.
+        if let Some((mut tls, _)) = accept_head(&listener, config) {
+            let _ = tls.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\npinned\n",
+            );
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
         }
-        let _ = tls.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\npinned\n",
-        );
-        tls.conn.send_close_notify();
-        let _ = tls.flush();
     });
     (port, handle)
 }
@@ -337,12 +336,10 @@ fn attest_pin_writes_the_certificate_and_a_curl_line_that_pins_its_key() {
         format!("curl -k --pinnedpubkey 'sha256//{pin}' https://127.0.0.1:{port}/")
     );
     // The line works with the real curl against the same key, and fails against another.
-    let curl = |port: u16| {
+    // The printed line, its URL pointed at another server.
+    let curl = |to: u16| {
         let args: Vec<String> = line
-            .replace(
-                &format!("127.0.0.1:{}/", url.rsplit(':').next().unwrap()),
-                &format!("127.0.0.1:{port}/"),
-            )
+            .replace(&format!("127.0.0.1:{port}/"), &format!("127.0.0.1:{to}/"))
             .replace('\'', "")
             .split(' ')
             .skip(1)
