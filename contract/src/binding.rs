@@ -6,6 +6,10 @@
 //! certificate on its TLS session knows that the measured image holds the session's key.
 //! Both sides call [`Binding::of_certificate`]; nobody re-derives it.
 //!
+//! A document carried inside the certificate itself ([`crate::cert_attestation`]) cannot hold
+//! the certificate's digest; its binding is [`Binding::in_certificate`]: the same
+//! `public_key`, and `user_data` = [`crate::cert_attestation::USER_DATA`].
+//!
 //! SHA-256 is passed in by the caller: this crate links no crypto (host-relay links it).
 
 use crate::der::{self, DerError};
@@ -19,8 +23,9 @@ pub const USER_DATA_LEN: usize = 32;
 pub struct Binding<'a> {
     /// The certificate's DER SubjectPublicKeyInfo: the document's `public_key`.
     pub public_key: &'a [u8],
-    /// SHA-256 of the certificate's DER: the document's `user_data`.
-    pub user_data: [u8; USER_DATA_LEN],
+    /// The document's `user_data`: SHA-256 of the certificate's DER, or the fixed text of a
+    /// document in the certificate.
+    pub user_data: Vec<u8>,
 }
 
 /// Which field of a document does not match the certificate.
@@ -63,7 +68,15 @@ impl<'a> Binding<'a> {
         let public_key = der::spki(cert_der)?;
         Ok(Binding {
             public_key,
-            user_data: sha256(cert_der),
+            user_data: sha256(cert_der).to_vec(),
+        })
+    }
+
+    /// The binding of the document a DER certificate carries in its attestation extension.
+    pub fn in_certificate(cert_der: &'a [u8]) -> Result<Binding<'a>, DerError> {
+        Ok(Binding {
+            public_key: der::spki(cert_der)?,
+            user_data: crate::cert_attestation::USER_DATA.to_vec(),
         })
     }
 
@@ -110,7 +123,7 @@ mod tests {
         let c = cert();
         let b = Binding::of_certificate(&c, fake_sha256).unwrap();
         assert_eq!(b.public_key, [0x30, 0x03, 0x04, 0x01, 0xaa]);
-        let ud = b.user_data;
+        let ud = b.user_data.clone();
         assert_eq!(b.check(Some(b.public_key), Some(&ud)), Ok(()));
         assert_eq!(b.check(None, Some(&ud)), Err(BindingField::PublicKey));
         assert_eq!(
@@ -130,5 +143,15 @@ mod tests {
             "the document's user_data is not that of the TLS certificate"
         );
         assert!(Binding::of_certificate(b"junk", fake_sha256).is_err());
+        let inside = Binding::in_certificate(&c).unwrap();
+        assert_eq!(inside.public_key, b.public_key);
+        assert_eq!(
+            inside.check(Some(b.public_key), Some(crate::cert_attestation::USER_DATA)),
+            Ok(())
+        );
+        assert_eq!(
+            inside.check(Some(b.public_key), Some(&ud)),
+            Err(BindingField::UserData)
+        );
     }
 }

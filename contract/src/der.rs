@@ -1,5 +1,6 @@
-//! Just enough DER (X.690) to find the public key of an X.509 certificate: definite lengths
-//! of up to four bytes, single-byte tags, every read bounds-checked, no allocation.
+//! Just enough DER (X.690) to read what this project needs of an X.509 certificate (its public
+//! key, validity and extensions): definite lengths of up to four bytes, single-byte tags, every
+//! read bounds-checked, no allocation.
 
 use std::fmt;
 
@@ -17,6 +18,12 @@ pub const OID: u8 = 0x06;
 pub const CONTEXT_0: u8 = 0xa0;
 /// `[3]` constructed: the certificate's extensions.
 pub const CONTEXT_3: u8 = 0xa3;
+/// `BOOLEAN`.
+pub const BOOLEAN: u8 = 0x01;
+/// `UTCTime`.
+pub const UTC_TIME: u8 = 0x17;
+/// `GeneralizedTime`.
+pub const GENERALIZED_TIME: u8 = 0x18;
 
 /// `id-ecPublicKey` (1.2.840.10045.2.1).
 pub const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
@@ -52,6 +59,30 @@ impl fmt::Display for DerError {
 }
 
 impl std::error::Error for DerError {}
+
+/// Writes one element: `tag`, the definite length of `content` in its shortest form, `content`.
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 6);
+    out.push(tag);
+    let len = content.len().to_be_bytes();
+    let skip = len.iter().take_while(|&&b| b == 0).count();
+    let significant = len.get(skip..).unwrap_or_default();
+    match significant {
+        [] => out.push(0),
+        [b] if *b < 0x80 => out.push(*b),
+        _ => {
+            out.push(0x80 | u8::try_from(significant.len()).unwrap_or(0x7f));
+            out.extend_from_slice(significant);
+        }
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// Writes a SEQUENCE of these elements.
+pub fn sequence(parts: &[&[u8]]) -> Vec<u8> {
+    tlv(SEQUENCE, &parts.concat())
+}
 
 /// One element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +162,8 @@ pub struct Certificate<'a> {
     pub tbs: &'a [u8],
     /// The DER SubjectPublicKeyInfo, whole.
     pub spki: &'a [u8],
+    /// The contents of the `validity` SEQUENCE (notBefore, notAfter).
+    pub validity: &'a [u8],
     /// The contents of the `[3]` extensions element, if present.
     pub extensions: Option<&'a [u8]>,
 }
@@ -151,7 +184,7 @@ pub fn certificate(cert: &[u8]) -> Result<Certificate<'_>, DerError> {
     t.expect(INTEGER, "serialNumber")?;
     t.expect(SEQUENCE, "the signature algorithm")?;
     t.expect(SEQUENCE, "issuer")?;
-    t.expect(SEQUENCE, "validity")?;
+    let validity = t.expect(SEQUENCE, "validity")?;
     t.expect(SEQUENCE, "subject")?;
     let spki = t.expect(SEQUENCE, "subjectPublicKeyInfo")?;
     let mut extensions = None;
@@ -164,8 +197,113 @@ pub fn certificate(cert: &[u8]) -> Result<Certificate<'_>, DerError> {
     Ok(Certificate {
         tbs: tbs.raw,
         spki: spki.raw,
+        validity: validity.value,
         extensions,
     })
+}
+
+/// One extension of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extension<'a> {
+    /// Whether it is marked critical.
+    pub critical: bool,
+    /// The contents of `extnValue` (the DER of the extension's own value).
+    pub value: &'a [u8],
+}
+
+impl<'a> Certificate<'a> {
+    /// The extension with this OID (contents bytes), if the certificate has it; an extension
+    /// list that does not parse, or that names this OID twice (RFC 5280 §4.2), is an error.
+    pub fn extension(&self, oid: &[u8]) -> Result<Option<Extension<'a>>, DerError> {
+        let Some(contents) = self.extensions else {
+            return Ok(None);
+        };
+        let mut outer = Der::new(contents);
+        let list = outer.expect(SEQUENCE, "the extensions SEQUENCE")?;
+        if !outer.is_empty() {
+            return Err(DerError::TrailingBytes);
+        }
+        let mut list = Der::new(list.value);
+        let mut found = None;
+        while !list.is_empty() {
+            let e = list.expect(SEQUENCE, "an extension")?;
+            let mut e = Der::new(e.value);
+            let id = e.expect(OID, "an extension's OID")?;
+            let critical = if e.peek_tag() == Some(BOOLEAN) {
+                match e.read()?.value {
+                    [0xff] => true,
+                    [0x00] => false,
+                    _ => return Err(DerError::Unexpected("an extension's critical BOOLEAN")),
+                }
+            } else {
+                false
+            };
+            let value = e.expect(OCTET_STRING, "an extension's extnValue")?.value;
+            if !e.is_empty() {
+                return Err(DerError::Unexpected("the end of an extension"));
+            }
+            if id.value == oid {
+                if found.is_some() {
+                    return Err(DerError::Unexpected("an extension given once"));
+                }
+                found = Some(Extension { critical, value });
+            }
+        }
+        Ok(found)
+    }
+
+    /// notBefore and notAfter as seconds since the Unix epoch (inclusive bounds).
+    pub fn validity(&self) -> Result<(i64, i64), DerError> {
+        let mut v = Der::new(self.validity);
+        let not_before = time(v.read()?)?;
+        let not_after = time(v.read()?)?;
+        if !v.is_empty() {
+            return Err(DerError::Unexpected("the end of validity"));
+        }
+        Ok((not_before, not_after))
+    }
+}
+
+/// A certificate time (RFC 5280 §4.1.2.5): `UTCTime` `YYMMDDHHMMSSZ` (years 1950 to 2049) or
+/// `GeneralizedTime` `YYYYMMDDHHMMSSZ`, as seconds since the Unix epoch.
+pub fn time(t: Tlv<'_>) -> Result<i64, DerError> {
+    let bad = DerError::Unexpected("a certificate time (YYMMDDHHMMSSZ or YYYYMMDDHHMMSSZ)");
+    let (digits, year) = match (t.tag, t.value.len()) {
+        (UTC_TIME, 13) => (t.value.get(..12).ok_or(bad)?, 2),
+        (GENERALIZED_TIME, 15) => (t.value.get(..14).ok_or(bad)?, 4),
+        _ => return Err(bad),
+    };
+    if t.value.last() != Some(&b'Z') || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad);
+    }
+    let mut fields = [0i64; 6];
+    let (y, rest) = digits.split_at(year);
+    fields[0] = y.iter().fold(0, |a, d| a * 10 + i64::from(d - b'0'));
+    if year == 2 {
+        fields[0] += if fields[0] < 50 { 2000 } else { 1900 };
+    }
+    for (i, pair) in rest.chunks(2).enumerate() {
+        let f = fields.get_mut(i + 1).ok_or(bad)?;
+        *f = pair.iter().fold(0, |a, d| a * 10 + i64::from(d - b'0'));
+    }
+    let [year, month, day, hour, minute, second] = fields;
+    let month = u8::try_from(month)
+        .ok()
+        .filter(|m| (1..=12).contains(m))
+        .ok_or(bad)?;
+    let day = u8::try_from(day)
+        .ok()
+        .filter(|d| (1..=crate::date::days_in_month(year, month)).contains(d))
+        .ok_or(bad)?;
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(bad);
+    }
+    Ok(
+        crate::date::days_from_civil(year, i64::from(month), i64::from(day)) * 86400
+            + hour * 3600
+            + minute * 60
+            + second,
+    )
 }
 
 /// The DER SubjectPublicKeyInfo of a certificate.
@@ -220,6 +358,42 @@ pub fn curve_name(oid: &[u8]) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_lengths_are_the_shortest_der() {
+        assert_eq!(tlv(0x04, &[0; 3]).get(..2), Some(&[0x04, 3][..]));
+        assert_eq!(tlv(0x04, &[]), vec![0x04, 0]);
+        assert_eq!(tlv(0x04, &[0; 127]).get(..2), Some(&[0x04, 127][..]));
+        assert_eq!(tlv(0x04, &[0; 200]).get(..3), Some(&[0x04, 0x81, 200][..]));
+        assert_eq!(
+            tlv(0x04, &[0; 300]).get(..4),
+            Some(&[0x04, 0x82, 1, 44][..])
+        );
+        let element = tlv(0x04, &[7; 70_000]);
+        assert_eq!(Der::new(&element).read().unwrap().value.len(), 70_000);
+    }
+
+    #[test]
+    fn certificate_times() {
+        let t = |tag, text: &[u8]| time(Der::new(&tlv(tag, text)).read().unwrap());
+        assert_eq!(t(UTC_TIME, b"700101000000Z"), Ok(0));
+        assert_eq!(t(UTC_TIME, b"491231235959Z"), Ok(2_524_607_999));
+        assert_eq!(t(UTC_TIME, b"500101000000Z"), Ok(-631_152_000));
+        assert_eq!(t(GENERALIZED_TIME, b"20240229120000Z"), Ok(1_709_208_000));
+        for bad in [
+            &b"20230229120000Z"[..],
+            b"2024022912000Z",
+            b"20241301000000Z",
+            b"20240101240000Z",
+            b"20240101000060Z",
+            b"2024010100000+Z",
+            b"20240101000000+",
+        ] {
+            assert!(t(GENERALIZED_TIME, bad).is_err(), "{bad:?}");
+        }
+        assert!(t(UTC_TIME, b"20240101000000Z").is_err());
+        assert!(t(OCTET_STRING, b"700101000000Z").is_err());
+    }
 
     #[test]
     fn lengths_are_bounds_checked() {

@@ -1,5 +1,6 @@
 //! PEM and DER from untrusted bytes: eif-builder's PEM reader (signing certificates and keys)
-//! and contract's DER reader (certificates' keys, the attestation binding).
+//! and contract's DER reader (certificates' keys, validity and extensions, the attestation
+//! binding, the attestation document a certificate carries).
 
 #![no_main]
 
@@ -14,6 +15,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(c) = der::certificate(data) {
         let _ = der::ec_public_key(c.spki);
+        let _ = c.validity();
+        let _ = c.extension(contract::cert_attestation::OID);
+    }
+    if let Ok(Some(doc)) = contract::cert_attestation::document(data) {
+        assert!(!doc.is_empty() && doc.len() <= contract::cert_attestation::MAX_DOCUMENT);
     }
     let _ = der::certificate_ec_key(data);
     let _ = contract::binding::Binding::of_certificate(data, |_| [0; 32]);

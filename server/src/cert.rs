@@ -7,8 +7,13 @@
 //! The output is checked in tests by verifying its signature with aws-lc-rs and by openssl in
 //! the integration tests.
 //! (Reading certificates is `contract::der`'s job.)
+//!
+//! With an NSM, the certificate carries the enclave's attestation document for its key in the
+//! extension [`contract::cert_attestation`] defines, so a client can verify the enclave from the
+//! handshake alone; its notBefore is then the enclave's clock when it was made.
 
 use crate::error::{Error, Result};
+use crate::nsm::Attester;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 
@@ -21,27 +26,7 @@ const OID_ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
-/// One DER element: tag, definite length, contents.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len.to_be_bytes().last().copied().unwrap_or(0));
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        let significant = bytes.get(skip..).unwrap_or_default();
-        out.push(0x80 | significant.len().to_be_bytes().last().copied().unwrap_or(0));
-        out.extend_from_slice(significant);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-fn seq(parts: &[&[u8]]) -> Vec<u8> {
-    tlv(0x30, &parts.concat())
-}
+use contract::der::{sequence as seq, tlv};
 
 /// A positive INTEGER from big-endian bytes.
 fn integer(be: &[u8]) -> Vec<u8> {
@@ -93,11 +78,46 @@ impl std::fmt::Debug for Generated {
     }
 }
 
+/// notBefore of a certificate without an attestation document.
+const FIXED_NOT_BEFORE: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+
+/// A certificate time: UTCTime through 2049, GeneralizedTime after (RFC 5280 §4.1.2.5).
+fn cert_time(secs: i64) -> Vec<u8> {
+    let c = contract::date::Civil::from_unix(secs);
+    let rest = format!(
+        "{:02}{:02}{:02}{:02}{:02}Z",
+        c.month, c.day, c.hour, c.minute, c.second
+    );
+    if (1950..2050).contains(&c.year) {
+        tlv(
+            contract::der::UTC_TIME,
+            format!("{:02}{rest}", c.year % 100).as_bytes(),
+        )
+    } else {
+        tlv(
+            contract::der::GENERALIZED_TIME,
+            format!("{:04}{rest}", c.year).as_bytes(),
+        )
+    }
+}
+
 /// Generates a P-256 key pair and a self-signed certificate for it: CN=enclave-https, SAN
 /// `localhost` and `127.0.0.1`, valid from 2025-01-01 to 9999-12-31 (the enclave's clock is not
 /// trusted and the certificate is bound to the attestation, not to a validity window), random
 /// 127-bit serial number.
 pub fn generate() -> Result<Generated> {
+    build(None)
+}
+
+/// [`generate`], with the attestation document `attester` gives for the key
+/// (`public_key` = its SubjectPublicKeyInfo, `user_data` =
+/// [`contract::cert_attestation::USER_DATA`], no nonce) in the certificate's
+/// [`contract::cert_attestation`] extension; notBefore is `now_unix` (the enclave's clock).
+pub fn generate_attested(attester: &dyn Attester, now_unix: i64) -> Result<Generated> {
+    build(Some((attester, now_unix)))
+}
+
+fn build(attested: Option<(&dyn Attester, i64)>) -> Result<Generated> {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
         .map_err(|_| Error::KeyGen("P-256 key generation failed"))?;
@@ -108,13 +128,23 @@ pub fn generate() -> Result<Generated> {
     serial[0] &= 0x7f;
     serial[0] |= 0x40; // never leading zeros: fixed-length encoding
 
+    let spki = p256_spki(key.public_key().as_ref());
     let sig_alg = seq(&[&tlv(0x06, OID_ECDSA_SHA256)]);
-    let validity = seq(&[&tlv(0x17, b"250101000000Z"), &tlv(0x18, b"99991231235959Z")]);
     let san = seq(&[&tlv(0x82, b"localhost"), &tlv(0x87, &[127, 0, 0, 1])]);
-    let extensions = tlv(
-        0xa3,
-        &seq(&[&seq(&[&tlv(0x06, OID_SUBJECT_ALT_NAME), &tlv(0x04, &san)])]),
-    );
+    let mut extensions = vec![seq(&[&tlv(0x06, OID_SUBJECT_ALT_NAME), &tlv(0x04, &san)])];
+    let mut not_before = FIXED_NOT_BEFORE;
+    if let Some((attester, now)) = attested {
+        let document = attester
+            .attest(contract::cert_attestation::USER_DATA, &[], &spki)
+            .map_err(Error::CertificateAttestation)?;
+        extensions.push(contract::cert_attestation::extension(&document));
+        not_before = now;
+    }
+    let validity = seq(&[
+        &cert_time(not_before),
+        &tlv(contract::der::GENERALIZED_TIME, b"99991231235959Z"),
+    ]);
+    let extensions = tlv(0xa3, &contract::der::tlv(0x30, &extensions.concat()));
     let tbs = seq(&[
         &tlv(0xa0, &integer(&[2])),
         &integer(&serial),
@@ -122,7 +152,7 @@ pub fn generate() -> Result<Generated> {
         &name(COMMON_NAME),
         &validity,
         &name(COMMON_NAME),
-        &p256_spki(key.public_key().as_ref()),
+        &spki,
         &extensions,
     ]);
     let sig = key
@@ -141,13 +171,7 @@ mod tests {
     use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 
     #[test]
-    fn lengths_are_der() {
-        assert_eq!(tlv(0x04, &[0; 3]).get(..2), Some(&[0x04, 3][..]));
-        assert_eq!(tlv(0x04, &[0; 200]).get(..3), Some(&[0x04, 0x81, 200][..]));
-        assert_eq!(
-            tlv(0x04, &[0; 300]).get(..4),
-            Some(&[0x04, 0x82, 1, 44][..])
-        );
+    fn integers_are_der() {
         assert_eq!(integer(&[0, 0, 5]), vec![2, 1, 5]);
         assert_eq!(integer(&[0x80]), vec![2, 2, 0, 0x80]);
         assert_eq!(integer(&[0]), vec![2, 1, 0]);
@@ -176,5 +200,74 @@ mod tests {
         // Two generations never share a key or a serial.
         let h = generate().unwrap();
         assert_ne!(g.cert_der, h.cert_der);
+    }
+
+    /// One request to the NSM: user_data, nonce, public_key.
+    type Asked = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+    /// Answers with a fixed document (or fails) and records what it was asked.
+    struct Recording(std::sync::Mutex<Vec<Asked>>, bool);
+
+    impl Attester for Recording {
+        fn attest(
+            &self,
+            user_data: &[u8],
+            nonce: &[u8],
+            public_key: &[u8],
+        ) -> std::result::Result<Vec<u8>, crate::nsm::AttestError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((user_data.to_vec(), nonce.to_vec(), public_key.to_vec()));
+            if self.1 {
+                Ok(b"the document".to_vec())
+            } else {
+                Err(crate::nsm::AttestError("InvalidArgument".into()))
+            }
+        }
+    }
+
+    #[test]
+    fn an_attested_certificate_carries_the_document_for_its_own_key() {
+        let nsm = Recording(std::sync::Mutex::new(Vec::new()), true);
+        let now = 1_764_650_000; // 2025-12-02T04:33:20Z
+        let g = generate_attested(&nsm, now).unwrap();
+        let calls = nsm.0.lock().unwrap().clone();
+        let spki = contract::der::spki(&g.cert_der).unwrap();
+        assert_eq!(
+            calls,
+            vec![(
+                contract::cert_attestation::USER_DATA.to_vec(),
+                Vec::new(),
+                spki.to_vec()
+            )]
+        );
+        assert_eq!(
+            contract::cert_attestation::document(&g.cert_der),
+            Ok(Some(&b"the document"[..]))
+        );
+        let cert = contract::der::certificate(&g.cert_der).unwrap();
+        assert_eq!(cert.validity(), Ok((now, 253_402_300_799)));
+        // Without an NSM: no extension, the fixed notBefore.
+        let plain = generate().unwrap();
+        assert_eq!(
+            contract::cert_attestation::document(&plain.cert_der),
+            Ok(None)
+        );
+        let cert = contract::der::certificate(&plain.cert_der).unwrap();
+        assert_eq!(cert.validity(), Ok((FIXED_NOT_BEFORE, 253_402_300_799)));
+        // After 2049 the time is a GeneralizedTime.
+        assert_eq!(cert_time(2_524_608_000), tlv(0x18, b"20500101000000Z"));
+        assert_eq!(cert_time(0), tlv(0x17, b"700101000000Z"));
+    }
+
+    #[test]
+    fn an_nsm_that_fails_stops_the_certificate() {
+        let nsm = Recording(std::sync::Mutex::new(Vec::new()), false);
+        let e = generate_attested(&nsm, 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the certificate's attestation document: NSM attestation failed: InvalidArgument"
+        );
     }
 }

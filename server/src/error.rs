@@ -41,6 +41,8 @@ pub enum Error {
     Signals(io::Error),
     /// An application's key could not be had (from KMS, say); the reason names the source.
     Key(String),
+    /// The NSM gave no attestation document for the certificate's key.
+    CertificateAttestation(crate::nsm::AttestError),
 }
 
 impl fmt::Display for Error {
@@ -61,6 +63,9 @@ impl fmt::Display for Error {
             Error::Config(reason) => write!(f, "configuration: {reason}"),
             Error::Signals(e) => write!(f, "setting up SIGTERM/SIGINT handling: {e}"),
             Error::Key(reason) => write!(f, "enclave key: {reason}"),
+            Error::CertificateAttestation(e) => {
+                write!(f, "the certificate's attestation document: {e}")
+            }
         }
     }
 }

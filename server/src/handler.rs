@@ -2,6 +2,8 @@
 //! validated [`Request`] and returns a [`Response`]. Framing (Content-Length, chunked bodies,
 //! keep-alive, `Connection: close`, HEAD, limits) is the loop's business, not the handler's.
 
+use std::borrow::Cow;
+
 /// The headers of a request: as parsed from the wire, or as a test gave them.
 #[derive(Debug, Clone, Copy)]
 enum Headers<'a> {
@@ -104,9 +106,9 @@ pub struct Response {
     /// The status code (100–999; anything else is sent as 500).
     pub status: u16,
     /// The `Content-Type`, omitted if empty.
-    pub content_type: &'static str,
-    /// Further headers.
-    pub headers: Vec<(&'static str, String)>,
+    pub content_type: Cow<'static, str>,
+    /// Further headers (a name is usually a constant; a proxy passes on names it read).
+    pub headers: Vec<(Cow<'static, str>, String)>,
     /// The body.
     pub body: Vec<u8>,
     /// The body is a secret (decrypted private data): the loop wipes it, and its serialized
@@ -116,10 +118,14 @@ pub struct Response {
 
 impl Response {
     /// A response with a body of the given type.
-    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
+    pub fn new(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Vec<u8>>,
+    ) -> Response {
         Response {
             status,
-            content_type,
+            content_type: content_type.into(),
             headers: Vec::new(),
             body: body.into(),
             sensitive: false,
@@ -149,8 +155,12 @@ impl Response {
 
     /// Adds a header.
     #[must_use]
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
-        self.headers.push((name, value.into()));
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Response {
+        self.headers.push((name.into(), value.into()));
         self
     }
 }

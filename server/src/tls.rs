@@ -54,6 +54,20 @@ impl Identity {
         })
     }
 
+    /// [`Identity::generate`] with the attestation document `attester` gives for the key in the
+    /// certificate (see [`cert::generate_attested`]); notBefore is the clock's now.
+    pub fn generate_attested(attester: &dyn crate::nsm::Attester) -> Result<Identity> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let g = cert::generate_attested(attester, now)?;
+        Ok(Identity {
+            chain: vec![CertificateDer::from(g.cert_der.clone())],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(g.key_pkcs8.to_vec())),
+            source: Source::Generated,
+        })
+    }
+
     /// A PEM certificate chain (leaf first) and a PEM private key (PKCS#8, SEC1 or PKCS#1).
     pub fn from_pem_files(cert_path: &Path, key_path: &Path) -> Result<Identity> {
         let pem_err = |path: &Path| {

@@ -406,6 +406,17 @@ pub fn read<R: Read>(
     max_bytes: usize,
     head_request: bool,
 ) -> Result<Response, ResponseError> {
+    read_reusable(reader, max_bytes, head_request).map(|(response, _)| response)
+}
+
+/// [`read`], and whether the connection may carry another request: the body was framed (not
+/// read to the end of the connection), the server did not say `Connection: close`, and sent
+/// nothing after the response (no request was pipelined, so such bytes are a fault).
+pub fn read_reusable<R: Read>(
+    reader: &mut R,
+    max_bytes: usize,
+    head_request: bool,
+) -> Result<(Response, bool), ResponseError> {
     let mut input = Input {
         reader,
         buf: Vec::new(),
@@ -430,7 +441,15 @@ pub fn read<R: Read>(
             _ => break head,
         }
     };
-    let body = match framing_of(&head, head_request)? {
+    let framing = framing_of(&head, head_request)?;
+    let closes = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"));
+    let framed = !matches!(framing, Framing::UntilClose);
+    let body = match framing {
         Framing::None => Vec::new(),
         Framing::Length(n) => {
             let n = usize::try_from(n).ok().filter(|_| input.fits(n)).ok_or(
@@ -455,11 +474,15 @@ pub fn read<R: Read>(
             body
         }
     };
-    Ok(Response {
-        status: head.status,
-        headers: head.headers,
-        body,
-    })
+    let reusable = framed && !closes && input.available().is_empty();
+    Ok((
+        Response {
+            status: head.status,
+            headers: head.headers,
+            body,
+        },
+        reusable,
+    ))
 }
 
 /// [`read`] over bytes in memory (their end is the end of the connection).
@@ -475,6 +498,26 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_is_reusable_only_after_a_framed_response_and_nothing_more() {
+        let reusable = |bytes: &[u8]| {
+            let mut r = bytes;
+            read_reusable(&mut r, MAX, false).unwrap().1
+        };
+        assert!(reusable(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+        assert!(reusable(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        ));
+        assert!(reusable(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        assert!(!reusable(b"HTTP/1.1 200 OK\r\n\r\nuntil close"));
+        assert!(!reusable(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 2\r\n\r\nok"
+        ));
+        assert!(!reusable(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
+        ));
+    }
 
     const MAX: usize = 1 << 20;
 

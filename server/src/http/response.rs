@@ -82,7 +82,7 @@ pub fn write_response(
         out.extend_from_slice(b"\r\n");
     }
     if !no_body {
-        if !resp.content_type.is_empty() && valid_header_value(resp.content_type) {
+        if !resp.content_type.is_empty() && valid_header_value(&resp.content_type) {
             out.extend_from_slice(b"Content-Type: ");
             out.extend_from_slice(resp.content_type.as_bytes());
             out.extend_from_slice(b"\r\n");

@@ -44,24 +44,6 @@ fn run(args: Args, key: KeyFrom, memory: Option<Memory>) -> server::Result<()> {
         workers,
         limits: args.limits,
     };
-    let (tls, cert_der, mode) = if args.plain_http {
-        (None, Vec::new(), "plain HTTP, no TLS".to_owned())
-    } else {
-        let identity = match &args.tls_files {
-            Some((cert, key)) => Identity::from_pem_files(cert, key)?,
-            None => Identity::generate()?,
-        };
-        let cert_der = identity.leaf_der().to_vec();
-        let source = match identity.source() {
-            server::tls::Source::Generated => "generated self-signed P-256 certificate",
-            server::tls::Source::Files => "certificate from file",
-        };
-        let mode = format!(
-            "TLS 1.3/1.2, {source}, cert sha256 {}",
-            contract::hex::encode(&server::attest::sha256(&cert_der))
-        );
-        (Some(identity.into_config()?), cert_der, mode)
-    };
     let attester: Option<Box<dyn Attester>> = match Nsm::open(&args.nsm_device) {
         Ok(nsm) => {
             println!("server: NSM {} opened", args.nsm_device.display());
@@ -74,6 +56,33 @@ fn run(args: Args, key: KeyFrom, memory: Option<Memory>) -> server::Result<()> {
             );
             None
         }
+    };
+    let (tls, cert_der, mode) = if args.plain_http {
+        (None, Vec::new(), "plain HTTP, no TLS".to_owned())
+    } else {
+        let identity = match (&args.tls_files, &attester) {
+            (Some((cert, key)), _) => Identity::from_pem_files(cert, key)?,
+            (None, Some(nsm)) => Identity::generate_attested(nsm.as_ref())?,
+            (None, None) => Identity::generate()?,
+        };
+        let cert_der = identity.leaf_der().to_vec();
+        let source = match identity.source() {
+            server::tls::Source::Generated => "generated self-signed P-256 certificate",
+            server::tls::Source::Files => "certificate from file",
+        };
+        let carried = match contract::cert_attestation::document(&cert_der) {
+            Ok(Some(doc)) => format!(
+                ", carrying its attestation document ({} bytes, extension {})",
+                doc.len(),
+                contract::cert_attestation::OID_TEXT
+            ),
+            _ => String::new(),
+        };
+        let mode = format!(
+            "TLS 1.3/1.2, {source}{carried}, cert sha256 {}",
+            contract::hex::encode(&server::attest::sha256(&cert_der))
+        );
+        (Some(identity.into_config()?), cert_der, mode)
     };
     let mut server = Server::bind(&config, tls)?;
     // Front mode serves no /private-data: no vault, no enclave key.
