@@ -16,13 +16,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use ciborium::value::Value;
 use eif_builder::sign::pem;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-const PCR0: [u8; 48] = [0xa0; 48];
-const PCR1: [u8; 48] = [0xa1; 48];
-const PCR2: [u8; 48] = [0xa2; 48];
+mod common;
+
+use common::emulated::{self, Fields, PCR0};
 
 fn pem_der(file: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,57 +41,8 @@ enum Twist {
     OtherCertificate,
 }
 
-fn enc(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(v, &mut out).unwrap();
-    out
-}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
-        .as_ref()
-        .try_into()
-        .unwrap()
-}
-
 fn emulator_document(nonce: &[u8], cert: &[u8]) -> Vec<u8> {
-    let mut pcrs: Vec<(Value, Value)> = (0..16u8)
-        .map(|i| (i.into(), Value::Bytes(vec![0; 48])))
-        .collect();
-    pcrs[0].1 = Value::Bytes(PCR0.to_vec());
-    pcrs[1].1 = Value::Bytes(PCR1.to_vec());
-    pcrs[2].1 = Value::Bytes(PCR2.to_vec());
-    let payload = Value::Map(vec![
-        ("module_id".into(), "i-emulated-enc0000000000000001".into()),
-        ("digest".into(), "SHA384".into()),
-        ("timestamp".into(), 1_760_000_000_000u64.into()),
-        ("pcrs".into(), Value::Map(pcrs)),
-        ("certificate".into(), Value::Bytes(vec![0; 500])),
-        (
-            "cabundle".into(),
-            Value::Array(vec![Value::Bytes(vec![0; 500])]),
-        ),
-        // Bound as the server binds it: the one definition in contract::binding.
-        (
-            "public_key".into(),
-            Value::Bytes(binding(cert).public_key.to_vec()),
-        ),
-        (
-            "user_data".into(),
-            Value::Bytes(binding(cert).user_data.to_vec()),
-        ),
-        ("nonce".into(), Value::Bytes(nonce.to_vec())),
-    ]);
-    enc(&Value::Array(vec![
-        Value::Bytes(enc(&Value::Map(vec![(1.into(), (-1).into())]))),
-        Value::Map(vec![]),
-        Value::Bytes(enc(&payload)),
-        Value::Bytes(vec![0; 96]),
-    ]))
-}
-
-fn binding(cert: &[u8]) -> contract::binding::Binding<'_> {
-    contract::binding::Binding::of_certificate(cert, sha256).unwrap()
+    emulated::document(&Fields::endpoint(cert, nonce))
 }
 
 fn decode_hex(s: &str) -> Vec<u8> {
@@ -178,17 +128,7 @@ fn attest(url: &str, pcr0: &[u8], emulator: bool) -> Output {
 fn attest_with(url: &str, pcr0: &[u8], emulator: bool, extra: &[&std::ffi::OsStr]) -> Output {
     let tmp = tempfile::tempdir().unwrap();
     let m = tmp.path().join("measurements.json");
-    let hex = eif_builder::measure::hex;
-    std::fs::write(
-        &m,
-        format!(
-            "{{\"Measurements\": {{\"PCR0\": \"{}\", \"PCR1\": \"{}\", \"PCR2\": \"{}\"}}}}",
-            hex(pcr0),
-            hex(&PCR1),
-            hex(&PCR2)
-        ),
-    )
-    .unwrap();
+    std::fs::write(&m, emulated::measurements(pcr0)).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eif-builder"));
     cmd.arg("attest")
         .arg(url)
@@ -387,4 +327,163 @@ fn attest_pin_writes_nothing_when_verification_fails() {
         0,
         "nothing written"
     );
+}
+
+/// A TLS server with `g`'s certificate that completes one handshake and reports whether the
+/// client sent any request bytes before it closed.
+fn serve_certificate(g: server::cert::Generated) -> (String, std::thread::JoinHandle<usize>) {
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(g.cert_der.clone())],
+            PrivateKeyDer::Pkcs8(g.key_pkcs8.to_vec().into()),
+        )
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let handle = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let mut received = Vec::new();
+        let _ = tls.read_to_end(&mut received);
+        received.len()
+    });
+    (url, handle)
+}
+
+#[test]
+fn attest_from_certificate_verifies_the_handshake_alone() {
+    let (url, server) = serve_certificate(emulated::attested_certificate(5));
+    let out = attest_with(&url, &PCR0, true, &["--from-certificate".as_ref()]);
+    assert_eq!(server.join().unwrap(), 0, "no request was sent");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = verdict(&out);
+    assert_eq!(v["verified"], true);
+    assert_eq!(
+        v["user_data_text"],
+        "enclave-https certificate attestation v1"
+    );
+
+    // Too old for --max-age.
+    let (url, server) = serve_certificate(emulated::attested_certificate(600));
+    let out = attest_with(
+        &url,
+        &PCR0,
+        true,
+        &[
+            "--from-certificate".as_ref(),
+            "--max-age".as_ref(),
+            "1m".as_ref(),
+        ],
+    );
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = verdict(&out);
+    assert_eq!(v["step"], "freshness");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more than the maximum age 1m"),
+        "{v}"
+    );
+
+    // A certificate without a document.
+    let (url, server) = serve_certificate(server::cert::generate().unwrap());
+    let out = attest_with(&url, &PCR0, true, &["--from-certificate".as_ref()]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("carries no attestation document (extension 2.25.87024637174045886450314576383578375809)"),
+        "{err}"
+    );
+}
+
+/// A nitriding-daemon stand-in: answers `GET /enclave/attestation?nonce=<40 hex>` as its
+/// handlers.go does (base64 and a newline; Go sends a body this size chunked), with user_data
+/// = multihash(SHA-256 of the certificate) ‖ multihash(application key hash), public_key
+/// "dummy". `bind_other` binds the digest of another certificate.
+fn serve_nitriding(bind_other: bool) -> (String, std::thread::JoinHandle<()>) {
+    let cert = pem_der("p384-cert.pem");
+    let config = server_config("p384-cert.pem", "p384-key.pkcs8.pem");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let handle = std::thread::spawn(move || {
+        let (mut tls, head) = accept_head(&listener, config).expect("a request");
+        let target = head.split(' ').nth(1).unwrap();
+        let hex = target.strip_prefix("/enclave/attestation?nonce=").unwrap();
+        assert_eq!(hex.len(), 40, "nitriding takes exactly 20 bytes");
+        let bound = if bind_other {
+            pem_der("p256-cert.pem")
+        } else {
+            cert
+        };
+        let mut user_data = vec![0x12, 0x20];
+        user_data.extend_from_slice(&emulated::sha256(&bound));
+        user_data.extend_from_slice(&[0x12, 0x20]);
+        user_data.extend_from_slice(&[0; 32]);
+        let doc = emulated::document(&Fields {
+            public_key: b"dummy".to_vec(),
+            user_data,
+            nonce: decode_hex(hex),
+            timestamp_ms: 0,
+        });
+        let body = format!("{}\n", contract::base64::encode(&doc));
+        let (first, second) = body.split_at(body.len() / 2);
+        let chunked = format!(
+            "{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+            first.len(),
+            second.len()
+        );
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunked}"
+        );
+        tls.write_all(response.as_bytes()).unwrap();
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    });
+    (url, handle)
+}
+
+#[test]
+fn attest_verifies_a_nitriding_enclave() {
+    let nitriding = ["--convention".as_ref(), "nitriding".as_ref()];
+    let (url, server) = serve_nitriding(false);
+    let out = attest_with(&url, &PCR0, true, &nitriding);
+    server.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(verdict(&out)["verified"], true);
+
+    let (url, server) = serve_nitriding(true);
+    let out = attest_with(&url, &PCR0, true, &nitriding);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = verdict(&out);
+    assert_eq!(v["step"], "binding");
+    assert!(v["reason"].as_str().unwrap().contains("nitriding"), "{v}");
 }

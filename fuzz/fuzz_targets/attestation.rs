@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use eif_builder::attest::{self, ExpectedPcrs, Policy};
+use eif_builder::attest::{self, Bound, ExpectedPcrs, Policy};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -21,13 +21,25 @@ fn root() -> &'static [u8] {
 fuzz_target!(|data: &[u8]| {
     let _ = attest::parse_unverified(data);
     let expected = ExpectedPcrs::from_measurements_json(MEASUREMENTS).expect("measurements");
-    for (emulator, debug) in [(false, false), (true, true)] {
+    let cert = data.get(4..64).unwrap_or_default();
+    for (emulator, debug, binding) in [
+        (false, false, Bound::Endpoint(cert)),
+        (
+            true,
+            true,
+            Bound::InCertificate {
+                certificate: cert,
+                max_age_secs: Some(60),
+            },
+        ),
+        (true, false, Bound::Nitriding(cert)),
+    ] {
         let policy = Policy {
             root_der: root(),
             at_unix_secs: 1_700_000_000,
             expected: &expected,
             nonce: data.get(..4),
-            tls_certificate: data.get(4..64),
+            binding,
             allow_debug: debug,
             insecure_emulator: emulator,
         };

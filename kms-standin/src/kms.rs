@@ -270,7 +270,7 @@ impl Standin {
                 at_unix_secs: u64::try_from(now).unwrap_or(0),
                 expected: &expected,
                 nonce: None,
-                tls_certificate: None,
+                binding: eif_builder::attest::Bound::Nothing,
                 allow_debug: false,
                 insecure_emulator: true,
             };

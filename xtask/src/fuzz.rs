@@ -26,7 +26,6 @@ pub const TARGETS: &[(&str, &[&str])] = &[
     ("attestation", &["eif-builder/tests/data/attestation"]),
     ("measurements", &["eif-builder/tests/data/attestation"]),
     ("pem_der", &["eif-builder/tests/data"]),
-    ("http_response", &[]),
     ("relay_address", &[]),
     ("image", &["rootfs", "examples/hello", "examples/oci"]),
     ("cms", &["server/tests/data/cms"]),

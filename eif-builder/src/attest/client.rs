@@ -3,15 +3,15 @@
 //! The TLS client trusts no CA: its certificate verifier accepts whatever certificate the
 //! server presents and records it (the handshake signature is still checked, so the server
 //! holds that certificate's key). What authenticates the server is the attestation document
-//! fetched over this very connection: [`super::verify`] with
-//! [`Policy::tls_certificate`](super::Policy::tls_certificate) set to the recorded certificate
-//! checks that the enclave bound it (`public_key` = its SubjectPublicKeyInfo, `user_data` =
-//! SHA-256 of its DER) and that the nonce is ours.
+//! fetched over this very connection ([`Connected::request_document`]), or carried in the
+//! certificate itself ([`contract::cert_attestation`]): [`super::verify`] with
+//! [`Policy::binding`](super::Policy::binding) naming the recorded certificate checks that the
+//! enclave bound it, and that the nonce is ours.
 //!
-//! HTTP is one hand-written `GET` with `Connection: close` and a response read up to its
-//! `Content-Length`, with every size bounded.
+//! HTTP is one hand-written `GET`; the response is read by the server library's strict,
+//! bounded reader (`server::client::response`), Content-Length or chunked.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::measure::hex;
 
 /// The most bytes of response head (status line and headers) read.
-pub const MAX_HEAD: usize = 16 * 1024;
+pub const MAX_HEAD: usize = server::client::response::MAX_HEAD;
 /// Bytes of fresh randomness in each nonce.
 pub const NONCE_BYTES: usize = 32;
 
@@ -50,6 +50,11 @@ impl Target {
     /// Parses `https://HOST[:PORT][/PATH]`; IPv6 addresses go in brackets. The path, if any,
     /// is the attestation endpoint's (no query: the nonce is added).
     pub fn parse(url: &str) -> Result<Target> {
+        Target::parse_with(url, DEFAULT_PATH)
+    }
+
+    /// [`Target::parse`] with another path for a URL that names none.
+    pub fn parse_with(url: &str, default_path: &str) -> Result<Target> {
         let bad = |detail: &str| Error::invalid(format!("URL {url:?}"), detail.to_string());
         let rest = url
             .strip_prefix("https://")
@@ -59,7 +64,7 @@ impl Target {
             None => (rest, ""),
         };
         let path = match path {
-            "" | "/" => DEFAULT_PATH,
+            "" | "/" => default_path,
             p if p.contains(['?', '#', ' ']) || p.bytes().any(|b| !(0x21..=0x7e).contains(&b)) => {
                 return Err(bad("the path must be plain (no query: the nonce is added)"))
             }
@@ -97,6 +102,17 @@ impl Target {
             port,
             path: path.to_string(),
         })
+    }
+}
+
+impl Target {
+    /// `HOST:PORT` (an IPv6 address in brackets): the `Host` header and how messages name it.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -182,130 +198,25 @@ pub fn fresh_nonce() -> Result<Vec<u8>> {
     Ok(nonce)
 }
 
-/// The parsed head of an HTTP/1.x response.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResponseHead {
-    /// The status code.
-    pub status: u16,
-    /// The Content-Length.
-    pub content_length: usize,
+/// A TLS connection to the enclave, handshake done, with the certificate it showed.
+#[derive(Debug)]
+pub struct Connected {
+    /// The TLS stream (its socket has the read and write timeout given to [`connect`]).
+    pub tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    /// The DER of the server's certificate on this connection.
+    pub certificate: Vec<u8>,
+    /// `HOST:PORT`, for messages.
+    place: String,
 }
 
-fn malformed(detail: impl Into<String>) -> Error {
-    Error::malformed("HTTP response", detail)
-}
+/// The most bytes of an attestation response read: head, framing and a base64 body (the
+/// nitriding convention) of a document of [`MAX_DOCUMENT`] bytes.
+pub const MAX_RESPONSE: usize = MAX_HEAD + MAX_DOCUMENT * 2;
 
-/// Parses a response head (everything before the blank line, without it). Requires a
-/// `Content-Length` no larger than [`MAX_DOCUMENT`] and no `Transfer-Encoding`.
-pub fn parse_head(head: &[u8]) -> Result<ResponseHead> {
-    let text = std::str::from_utf8(head).map_err(|_| malformed("head is not UTF-8"))?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(malformed(format!(
-            "status line {:?} is not HTTP/1.x",
-            status_line.chars().take(64).collect::<String>()
-        )));
-    }
-    // Three digits, 100-599 (RFC 9110 §15); `parse` alone would take "+20" and "000".
-    let status = parts
-        .next()
-        .filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|s| (100..=599).contains(s))
-        .ok_or_else(|| malformed("status code is not three digits from 100 to 599"))?;
-    let mut content_length = None;
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| malformed("header line without ':'"))?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            if content_length.is_some() {
-                return Err(malformed("Content-Length given twice"));
-            }
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(malformed("Content-Length is not a number"));
-            }
-            let n = value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n <= MAX_DOCUMENT)
-                .ok_or_else(|| {
-                    Error::unsupported(
-                        "HTTP response",
-                        format!("Content-Length {value} exceeds {MAX_DOCUMENT} bytes"),
-                    )
-                })?;
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(Error::unsupported(
-                "HTTP response",
-                "Transfer-Encoding (only Content-Length bodies are read)",
-            ));
-        }
-    }
-    let content_length = content_length.ok_or_else(|| malformed("no Content-Length header"))?;
-    Ok(ResponseHead {
-        status,
-        content_length,
-    })
-}
-
-fn find_blank_line(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
-}
-
-/// Reads one response from `stream`: head (≤ [`MAX_HEAD`]) and a body of exactly
-/// Content-Length bytes (≤ [`MAX_DOCUMENT`]).
-pub fn read_response(stream: &mut impl Read) -> Result<(ResponseHead, Vec<u8>)> {
-    let io = |e| Error::io("cannot read the HTTP response", None, e);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(end) = find_blank_line(&buf) {
-            break end;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(Error::unsupported(
-                "HTTP response",
-                format!("head longer than {MAX_HEAD} bytes"),
-            ));
-        }
-        let n = stream.read(&mut chunk).map_err(io)?;
-        if n == 0 {
-            return Err(malformed("connection closed before the end of the head"));
-        }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-    };
-    let head = parse_head(buf.get(..head_end).unwrap_or(&[]))?;
-    let mut body = buf.split_off(head_end + 4);
-    if body.len() > head.content_length {
-        return Err(malformed("more bytes than Content-Length"));
-    }
-    while body.len() < head.content_length {
-        let want = (head.content_length - body.len()).min(chunk.len());
-        let n = stream
-            .read(chunk.get_mut(..want).unwrap_or(&mut []))
-            .map_err(io)?;
-        if n == 0 {
-            return Err(malformed(format!(
-                "connection closed after {} of {} body bytes",
-                body.len(),
-                head.content_length
-            )));
-        }
-        body.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-    }
-    Ok((head, body))
-}
-
-/// Connects to `target` over TLS, asks for `PATH?nonce=HEX` and returns the document
-/// with the certificate of this connection. Nothing is verified yet.
-pub fn fetch(target: &Target, nonce: &[u8], timeout: Duration) -> Result<Fetched> {
-    let place = format!("{}:{}", target.host, target.port);
+/// Connects to `target` over TLS (no CA: the certificate is recorded, and the handshake's
+/// signature checked) and completes the handshake. Nothing is sent but the handshake.
+pub fn connect(target: &Target, timeout: Duration) -> Result<Connected> {
+    let place = target.authority();
     let net = |action: &'static str| {
         let place = place.clone();
         move |e| Error::io(action, Some(std::path::Path::new(&place)), e)
@@ -325,34 +236,31 @@ pub fn fetch(target: &Target, nonce: &[u8], timeout: Duration) -> Result<Fetched
         .map_err(|e| Error::invalid(format!("host {:?}", target.host), e.to_string()))?;
     let conn = rustls::ClientConnection::new(Arc::new(config), server_name)
         .map_err(|e| Error::invalid("TLS connection", e.to_string()))?;
-    let sock = TcpStream::connect((target.host.as_str(), target.port))
-        .map_err(net("cannot connect to"))?;
+    let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(target.host.as_str(), target.port))
+        .map_err(net("cannot resolve"))?
+        .collect::<Vec<_>>();
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    let mut sock = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                sock = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let sock = sock.ok_or(last).map_err(net("cannot connect to"))?;
     sock.set_read_timeout(Some(timeout))
         .and_then(|()| sock.set_write_timeout(Some(timeout)))
-        .map_err(net("cannot set timeouts on"))?;
+        .and_then(|()| sock.set_nodelay(true))
+        .map_err(net("cannot set options on"))?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    let host_header = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        place.clone()
-    };
-    let request = format!(
-        "GET {}?nonce={} HTTP/1.1\r\nHost: {host_header}\r\n\
-         Accept: application/cbor\r\nConnection: close\r\n\r\n",
-        target.path,
-        hex(nonce)
-    );
-    tls.write_all(request.as_bytes())
-        .and_then(|()| tls.flush())
-        .map_err(net("TLS request failed to"))?;
-    let (head, body) = read_response(&mut tls).map_err(|e| match e {
-        Error::Io {
-            action,
-            path: None,
-            source,
-        } => Error::io(action, Some(std::path::Path::new(&place)), source),
-        other => other,
-    })?;
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(net("TLS handshake failed with"))?;
+    }
     let peer = tls
         .conn
         .peer_certificates()
@@ -372,19 +280,126 @@ pub fn fetch(target: &Target, nonce: &[u8], timeout: Duration) -> Result<Fetched
             ))
         }
     };
-    if head.status != 200 {
-        let text: String = String::from_utf8_lossy(body.get(..200.min(body.len())).unwrap_or(&[]))
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        return Err(Error::invalid(
-            format!("GET {} on {place}", target.path),
-            format!("status {}: {text}", head.status),
-        ));
-    }
-    Ok(Fetched {
-        document: body,
+    Ok(Connected {
+        tls,
         certificate,
+        place,
+    })
+}
+
+/// How an enclave's attestation endpoint is asked and answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Convention {
+    /// This project's: `GET PATH?nonce=HEX` (32 random bytes) answers the raw CBOR document,
+    /// bound as [`contract::binding`] says.
+    EnclaveHttps,
+    /// nitriding's (`github.com/brave/nitriding-daemon`): `GET /enclave/attestation?nonce=HEX`
+    /// with exactly 20 bytes answers the document in base64; `user_data` starts with the
+    /// multihash of the certificate's SHA-256.
+    Nitriding,
+}
+
+impl Convention {
+    /// The endpoint's path when the URL names none.
+    pub fn default_path(self) -> &'static str {
+        match self {
+            Convention::EnclaveHttps => DEFAULT_PATH,
+            Convention::Nitriding => NITRIDING_PATH,
+        }
+    }
+
+    /// Bytes of nonce sent.
+    pub fn nonce_len(self) -> usize {
+        match self {
+            Convention::EnclaveHttps => NONCE_BYTES,
+            Convention::Nitriding => NITRIDING_NONCE_BYTES,
+        }
+    }
+}
+
+/// nitriding's attestation endpoint.
+pub const NITRIDING_PATH: &str = "/enclave/attestation";
+/// The nonce length nitriding requires.
+pub const NITRIDING_NONCE_BYTES: usize = 20;
+
+impl Connected {
+    /// Asks for `PATH?nonce=HEX` on this connection and returns the document (decoded from
+    /// base64 under nitriding's convention). With `close`, the request says `Connection:
+    /// close`; otherwise the connection stays open for more requests, and the returned flag
+    /// says whether the server allows that.
+    pub fn request_document(
+        &mut self,
+        target: &Target,
+        convention: Convention,
+        nonce: &[u8],
+        close: bool,
+    ) -> Result<(Vec<u8>, bool)> {
+        let place = self.place.clone();
+        let net = |action: &'static str| {
+            let place = place.clone();
+            move |e| Error::io(action, Some(std::path::Path::new(&place)), e)
+        };
+        let request = format!(
+            "GET {}?nonce={} HTTP/1.1\r\nHost: {}\r\nAccept: application/cbor\r\n{}\r\n",
+            target.path,
+            hex(nonce),
+            self.place,
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        self.tls
+            .write_all(request.as_bytes())
+            .and_then(|()| self.tls.flush())
+            .map_err(net("TLS request failed to"))?;
+        let (response, reusable) =
+            server::client::response::read_reusable(&mut self.tls, MAX_RESPONSE, false).map_err(
+                |e| {
+                    Error::malformed(
+                        format!("the attestation response of {place}"),
+                        e.to_string(),
+                    )
+                },
+            )?;
+        if response.status != 200 {
+            return Err(Error::invalid(
+                format!("GET {} on {place}", target.path),
+                format!("status {}: {}", response.status, response.body_excerpt(200)),
+            ));
+        }
+        let document = match convention {
+            Convention::EnclaveHttps => response.body,
+            Convention::Nitriding => {
+                let text = String::from_utf8_lossy(&response.body);
+                contract::base64::decode(text.trim()).map_err(|e| {
+                    Error::malformed(
+                        format!("the attestation response of {place}"),
+                        format!("nitriding answers base64: {e}"),
+                    )
+                })?
+            }
+        };
+        if document.len() > MAX_DOCUMENT {
+            return Err(Error::unsupported(
+                format!("the attestation response of {place}"),
+                format!("a document over {MAX_DOCUMENT} bytes"),
+            ));
+        }
+        Ok((document, reusable && !close))
+    }
+}
+
+/// Connects to `target` over TLS, asks for `PATH?nonce=HEX` and returns the document
+/// with the certificate of this connection. Nothing is verified yet.
+pub fn fetch(
+    target: &Target,
+    convention: Convention,
+    nonce: &[u8],
+    timeout: Duration,
+) -> Result<Fetched> {
+    let mut connected = connect(target, timeout)?;
+    let (document, _) = connected.request_document(target, convention, nonce, true)?;
+    Ok(Fetched {
+        document,
+        certificate: connected.certificate,
     })
 }
 
@@ -422,55 +437,6 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn response_heads() {
-        let h =
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-Type: application/cbor\r\ncontent-length: 12")
-                .unwrap();
-        assert_eq!(
-            h,
-            ResponseHead {
-                status: 200,
-                content_length: 12
-            }
-        );
-        let e = parse_head(b"HTTP/1.1 000 OK\r\nContent-Length: 1").unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("status code is not three digits from 100 to 599"),
-            "{e}"
-        );
-        for bad in [
-            &b"HTTP/2 200 OK\r\nContent-Length: 1"[..],
-            b"HTTP/1.1 20 OK\r\nContent-Length: 1",
-            // Found by the http_response fuzz target: u16 parsing takes these.
-            b"HTTP/1.1 000 OK\r\nContent-Length: 1",
-            b"HTTP/1.1 +20 OK\r\nContent-Length: 1",
-            b"HTTP/1.1 600 OK\r\nContent-Length: 1",
-            b"HTTP/1.1 200 OK",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1",
-            b"HTTP/1.1 200 OK\r\nContent-Length: -1",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 70000",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
-            b"HTTP/1.1 200 OK\r\nbroken",
-        ] {
-            assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn responses_are_read_to_their_length_and_no_further() {
-        let mut ok = &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"[..];
-        assert_eq!(read_response(&mut ok).unwrap().1, b"abc");
-        let mut short = &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc"[..];
-        assert!(read_response(&mut short).is_err());
-        let mut long = &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nabc"[..];
-        assert!(read_response(&mut long).is_err());
-        let endless = vec![b'a'; MAX_HEAD * 2];
-        assert!(read_response(&mut endless.as_slice()).is_err());
     }
 
     #[test]

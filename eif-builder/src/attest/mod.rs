@@ -9,14 +9,16 @@
 //! * [`client`] fetches a fresh document from a running enclave over TLS and verifies it bound
 //!   to that very connection.
 
+mod accepted;
 pub mod client;
 mod doc;
 mod root;
 mod verify;
 
+pub use accepted::AcceptedImages;
 pub use doc::{parse_unverified, AttestationDoc, MAX_DOCUMENT};
 pub use root::{aws_root_der, root_from_pem, sha256_hex, AWS_ROOT_PEM, AWS_ROOT_SHA256};
 pub use verify::{
-    parse_hex, verify, Authenticated, ExpectedPcrs, Policy, Verified, VerifyError,
-    EMULATOR_ALGORITHM, ES384,
+    parse_hex, verify, Authenticated, Bound, ExpectedPcrs, Policy, Verified, VerifyError,
+    CLOCK_TOLERANCE_SECS, EMULATOR_ALGORITHM, ES384,
 };

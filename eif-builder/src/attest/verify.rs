@@ -18,8 +18,14 @@
 //!    read) is refused unless [`Policy::allow_debug`];
 //! 6. `pcr`: every PCR of the measurements equals the document's;
 //! 7. `nonce`: the document carries the nonce we sent;
-//! 8. `binding`: `public_key` is the SubjectPublicKeyInfo of the TLS certificate we saw and
-//!    `user_data` the SHA-256 of its DER.
+//! 8. `binding` ([`Policy::binding`]): the document is tied to the TLS certificate we saw. From
+//!    the endpoint: `public_key` is its SubjectPublicKeyInfo and `user_data` the SHA-256 of its
+//!    DER; carried in the certificate itself: the same `public_key` and the fixed `user_data` of
+//!    [`contract::cert_attestation`]; nitriding's convention: `user_data` starts with the
+//!    multihash of the certificate's SHA-256 (`public_key` is not used);
+//! 9. `freshness`, for a document carried in the certificate: its timestamp lies within the
+//!    certificate's validity (notBefore, the enclave's clock, with [`CLOCK_TOLERANCE_SECS`]),
+//!    is not in the future, and is at most the maximum age old when one is given.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,6 +112,33 @@ impl ExpectedPcrs {
     }
 }
 
+/// Seconds the enclave's clock (a certificate's notBefore) may be ahead of the NSM's timestamp,
+/// and the NSM's ahead of ours.
+pub const CLOCK_TOLERANCE_SECS: u64 = 300;
+
+/// How a document is tied to the TLS certificate of the connection it was had through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound<'a> {
+    /// Not tied to any (a document read from a file).
+    Nothing,
+    /// Fetched from the attestation endpoint over a connection that showed this certificate
+    /// (DER): [`contract::binding::Binding::of_certificate`].
+    Endpoint(&'a [u8]),
+    /// Carried in this certificate's attestation extension:
+    /// [`contract::binding::Binding::in_certificate`], and the `freshness` step.
+    InCertificate {
+        /// The certificate (DER).
+        certificate: &'a [u8],
+        /// The oldest a document may be, in seconds, if there is a limit.
+        max_age_secs: Option<u64>,
+    },
+    /// Fetched from a nitriding enclave's `/enclave/attestation` over a connection that showed
+    /// this certificate: `user_data` is `0x12 0x20` and the SHA-256 of its DER, then the
+    /// application's key hash (68 bytes); nitriding's first versions wrote `sha256:` and the
+    /// digest, `;sha256:` and the other (79 bytes).
+    Nitriding(&'a [u8]),
+}
+
 /// What a document must satisfy.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy<'a> {
@@ -118,8 +151,8 @@ pub struct Policy<'a> {
     pub expected: &'a ExpectedPcrs,
     /// The nonce the document must carry, if we sent one.
     pub nonce: Option<&'a [u8]>,
-    /// The DER of the TLS certificate the document must be bound to, if any.
-    pub tls_certificate: Option<&'a [u8]>,
+    /// How the document must be tied to a TLS certificate.
+    pub binding: Bound<'a>,
     /// Accept a debug enclave (PCR0/1/2 all zero) -- only against measurements that are zero
     /// themselves: a debug enclave can run any code, so it never passes for a real image.
     pub allow_debug: bool,
@@ -211,6 +244,14 @@ pub enum VerifyError {
         /// The document's content.
         doc: Authenticated,
     },
+    /// A document carried in the certificate is older than allowed, or its timestamp does not
+    /// fit the certificate's validity.
+    Freshness {
+        /// What is wrong.
+        detail: String,
+        /// The document's content.
+        doc: Authenticated,
+    },
     /// `public_key` or `user_data` does not match the TLS certificate.
     Binding {
         /// Which field.
@@ -226,7 +267,7 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// A stable name of the check that failed: `parse`, `algorithm`, `chain`, `validity`,
-    /// `signature`, `debug`, `pcr`, `nonce` or `binding`.
+    /// `signature`, `debug`, `pcr`, `nonce`, `binding` or `freshness`.
     pub fn step(&self) -> &'static str {
         match self {
             VerifyError::Malformed(_) => "parse",
@@ -238,6 +279,7 @@ impl VerifyError {
             VerifyError::Pcr { .. } => "pcr",
             VerifyError::Nonce { .. } => "nonce",
             VerifyError::Binding { .. } => "binding",
+            VerifyError::Freshness { .. } => "freshness",
         }
     }
 
@@ -248,7 +290,8 @@ impl VerifyError {
             | VerifyError::DebugForImage { doc, .. }
             | VerifyError::Pcr { doc, .. }
             | VerifyError::Nonce { doc, .. }
-            | VerifyError::Binding { doc, .. } => Some(doc),
+            | VerifyError::Binding { doc, .. }
+            | VerifyError::Freshness { doc, .. } => Some(doc),
             _ => None,
         }
     }
@@ -314,6 +357,12 @@ impl fmt::Display for VerifyError {
                 f,
                 "{field} is not bound to the TLS certificate: expected {expected}, found {actual}"
             ),
+            VerifyError::Freshness { detail, .. } => {
+                write!(
+                    f,
+                    "the certificate's attestation document is not fresh: {detail}"
+                )
+            }
         }
     }
 }
@@ -437,6 +486,84 @@ fn opt_hex(b: Option<&[u8]>) -> String {
     b.map_or_else(|| "null".to_string(), hex)
 }
 
+/// nitriding's binding: `user_data` holds the multihash (`0x12 0x20`, 32 bytes) of the
+/// SHA-256 of the certificate's DER first, or (its first versions) `sha256:` and the digest.
+fn check_nitriding(
+    cert: &[u8],
+    user_data: Option<&[u8]>,
+    doc: &Authenticated,
+) -> Result<(), VerifyError> {
+    let digest = sha256(cert);
+    let found = user_data.unwrap_or_default();
+    let (prefix, len): (&[u8], usize) = if found.len() == 79 {
+        (b"sha256:", 79)
+    } else {
+        (&[0x12, 0x20], 68)
+    };
+    let ok = found.len() == len
+        && found.get(..prefix.len()) == Some(prefix)
+        && found.get(prefix.len()..prefix.len() + 32) == Some(&digest[..]);
+    if ok {
+        return Ok(());
+    }
+    let mut expected = prefix.to_vec();
+    expected.extend_from_slice(&digest);
+    Err(VerifyError::Binding {
+        field: "user_data",
+        expected: format!(
+            "{}… (nitriding: the certificate's SHA-256 first)",
+            hex(&expected)
+        ),
+        actual: opt_hex(user_data),
+        doc: doc.clone(),
+    })
+}
+
+/// The `freshness` step of a document carried in `cert`.
+fn check_freshness(
+    cert: &[u8],
+    max_age_secs: Option<u64>,
+    now: u64,
+    doc: &Authenticated,
+) -> Result<(), VerifyError> {
+    let fail = |detail: String| VerifyError::Freshness {
+        detail,
+        doc: doc.clone(),
+    };
+    let (not_before, not_after) = der::certificate(cert)
+        .and_then(|c| c.validity())
+        .map_err(|e| VerifyError::Malformed(Error::malformed("TLS certificate", e.to_string())))?;
+    let stamped = i64::try_from(doc.timestamp / 1000).unwrap_or(i64::MAX);
+    let tolerance = i64::try_from(CLOCK_TOLERANCE_SECS).unwrap_or(0);
+    let when = |secs: i64| contract::date::rfc3339(secs);
+    if stamped < not_before.saturating_sub(tolerance) || stamped > not_after {
+        return Err(fail(format!(
+            "its timestamp {} is outside the certificate's validity ({} to {})",
+            when(stamped),
+            when(not_before),
+            when(not_after)
+        )));
+    }
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    if stamped > now.saturating_add(tolerance) {
+        return Err(fail(format!(
+            "its timestamp {} is after the verification time {}",
+            when(stamped),
+            when(now)
+        )));
+    }
+    let age = u64::try_from(now.saturating_sub(stamped)).unwrap_or(0);
+    match max_age_secs {
+        Some(max) if age > max => Err(fail(format!(
+            "it is {} old (made {}), more than the maximum age {}",
+            contract::duration::format(std::time::Duration::from_secs(age)),
+            when(stamped),
+            contract::duration::format(std::time::Duration::from_secs(max))
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Verifies an attestation document (raw CBOR) against `policy`. See the module documentation
 /// for the steps and their order.
 pub fn verify(document: &[u8], policy: &Policy<'_>) -> Result<Verified, VerifyError> {
@@ -545,11 +672,21 @@ pub fn verify(document: &[u8], policy: &Policy<'_>) -> Result<Verified, VerifyEr
             });
         }
     }
-    if let Some(tls) = policy.tls_certificate {
-        // The one definition both sides use (the server makes the binding with it).
-        let binding = Binding::of_certificate(tls, sha256).map_err(|e| {
-            VerifyError::Malformed(Error::malformed("TLS certificate", e.to_string()))
-        })?;
+    let cert_error = |e: der::DerError| {
+        VerifyError::Malformed(Error::malformed("TLS certificate", e.to_string()))
+    };
+    let expect = match policy.binding {
+        Bound::Nothing => None,
+        Bound::Endpoint(cert) => Some(Binding::of_certificate(cert, sha256).map_err(cert_error)?),
+        Bound::InCertificate { certificate, .. } => {
+            Some(Binding::in_certificate(certificate).map_err(cert_error)?)
+        }
+        Bound::Nitriding(cert) => {
+            check_nitriding(cert, user_data.as_deref(), &authenticated)?;
+            None
+        }
+    };
+    if let Some(binding) = expect {
         if let Err(field) = binding.check(public_key.as_deref(), user_data.as_deref()) {
             let (expected, actual) = match field {
                 BindingField::PublicKey => {
@@ -564,6 +701,18 @@ pub fn verify(document: &[u8], policy: &Policy<'_>) -> Result<Verified, VerifyEr
                 doc: authenticated,
             });
         }
+    }
+    if let Bound::InCertificate {
+        certificate,
+        max_age_secs,
+    } = policy.binding
+    {
+        check_freshness(
+            certificate,
+            max_age_secs,
+            policy.at_unix_secs,
+            &authenticated,
+        )?;
     }
     Ok(Verified {
         module_id,
@@ -634,7 +783,7 @@ mod tests {
             at_unix_secs: 1_700_000_000,
             expected,
             nonce: Some(b"n0"),
-            tls_certificate: None,
+            binding: Bound::Nothing,
             allow_debug: false,
             insecure_emulator: emulator,
         }

@@ -5,6 +5,8 @@
     reason = "each test crate uses a different subset of these helpers"
 )]
 
+pub mod emulated;
+
 use std::path::{Path, PathBuf};
 
 use aws_nitro_enclaves_image_format::defs::{EifBuildInfo, EifIdentityInfo};

@@ -8,7 +8,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::{print_stdout, read_bounded};
-use eif_builder::attest::{self, ExpectedPcrs, Policy, Verified, VerifyError};
+use eif_builder::attest::client::{Convention, Target};
+use eif_builder::attest::{self, AcceptedImages, Bound, Policy, Verified, VerifyError};
 use eif_builder::measure::hex;
 use eif_builder::{time, Error, Result};
 
@@ -28,11 +29,11 @@ pub(crate) struct PolicyArgs {
     /// and it can run any code) -- only against measurements whose PCR0/1/2 are zero too: the
     /// PCRs are still compared, so a debug enclave never passes for a real image.
     #[arg(long)]
-    allow_debug: bool,
+    pub(crate) allow_debug: bool,
     /// INSECURE, for QEMU's emulator only: accept an unsigned document (COSE algorithm -1)
     /// without checking its signature and certificate chain; everything else is checked.
     #[arg(long)]
-    insecure_emulator: bool,
+    pub(crate) insecure_emulator: bool,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +67,47 @@ pub(crate) struct AttestArgs {
     /// trust exactly this key. Nothing is written when verification fails.
     #[arg(long, value_name = "CERT.pem")]
     pin: Option<PathBuf>,
+    /// Verify the attestation document the server's certificate carries (extension
+    /// 2.25.87024637174045886450314576383578375809, put there by the enclave's server at
+    /// start) from the TLS handshake alone: no request is sent. Its freshness is its NSM
+    /// timestamp, which must lie within the certificate's validity and, with --max-age, be
+    /// recent enough. Without this flag the endpoint is asked with a fresh nonce.
+    #[arg(long)]
+    from_certificate: bool,
+    /// With --from-certificate: the oldest the document may be (it was made when the server
+    /// started), e.g. 24h, 30m [default: no limit].
+    #[arg(long, value_name = "DURATION", requires = "from_certificate")]
+    max_age: Option<String>,
+    /// How the endpoint is asked: `enclave-https` (this project's server: GET PATH?nonce=HEX,
+    /// a CBOR document bound by public_key and user_data) or `nitriding` (brave/nitriding-daemon:
+    /// GET /enclave/attestation?nonce=<20 bytes hex>, a base64 document whose user_data starts
+    /// with the multihash of the certificate's SHA-256).
+    #[arg(long, value_name = "NAME", default_value = "enclave-https", value_parser = parse_convention, conflicts_with = "from_certificate")]
+    convention: Convention,
+}
+
+/// `--convention`'s names.
+pub(crate) fn parse_convention(text: &str) -> std::result::Result<Convention, String> {
+    match text {
+        "enclave-https" => Ok(Convention::EnclaveHttps),
+        "nitriding" => Ok(Convention::Nitriding),
+        other => Err(format!(
+            "unknown convention {other:?} (expected enclave-https or nitriding)"
+        )),
+    }
+}
+
+/// `--max-age`, in seconds.
+pub(crate) fn parse_max_age(text: Option<&str>) -> Result<Option<u64>> {
+    text.map(|t| {
+        contract::duration::parse(t)
+            .map(|d| d.as_secs())
+            .map_err(|e| Error::Invalid {
+                what: format!("--max-age {t:?}"),
+                detail: e.to_string(),
+            })
+    })
+    .transpose()
 }
 
 #[derive(Debug, Args)]
@@ -128,58 +170,6 @@ pub(crate) enum Verdict {
     Refused,
 }
 
-/// The images a verdict may accept: each one's PCRs and how the verdict names it, and whether
-/// the file listed them (`{"Accepted": [...]}`), in which case the verdict says which matched.
-pub(crate) struct AcceptedImages {
-    sets: Vec<(String, ExpectedPcrs)>,
-    listed: bool,
-}
-
-impl AcceptedImages {
-    /// [`attest::verify`] against each accepted image in turn: the first that passes and its
-    /// name; else the failure against the first (before the PCRs every image fails alike), its
-    /// reason saying, when there are several, that none matched.
-    fn verify(
-        &self,
-        document: &[u8],
-        policy: &Policy<'_>,
-    ) -> (std::result::Result<Verified, VerifyError>, Option<String>) {
-        let mut first = None;
-        for (label, expected) in &self.sets {
-            match attest::verify(
-                document,
-                &Policy {
-                    expected,
-                    ..*policy
-                },
-            ) {
-                Ok(v) => return (Ok(v), self.listed.then(|| label.clone())),
-                Err(e) => {
-                    first.get_or_insert(e);
-                }
-            }
-        }
-        match first {
-            Some(e) => (Err(e), None),
-            None => (attest::verify(document, policy), None),
-        }
-    }
-
-    /// The first image's PCRs (the list is never empty: `parse_accepted` takes 1 or more).
-    fn first(&self) -> &ExpectedPcrs {
-        &self.sets[0].1
-    }
-
-    /// The names, for a reason that lists them.
-    fn names(&self) -> String {
-        self.sets
-            .iter()
-            .map(|(l, _)| l.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
 /// The trust anchor and accepted images of `verify` and `attest`.
 pub(crate) fn load_policy(args: &PolicyArgs) -> Result<(Vec<u8>, AcceptedImages)> {
     if args.insecure_emulator {
@@ -198,17 +188,8 @@ pub(crate) fn load_policy(args: &PolicyArgs) -> Result<(Vec<u8>, AcceptedImages)
         what: format!("{}", args.measurements.display()),
         detail: "is not UTF-8".to_string(),
     })?;
-    let accepted = contract::measurements::parse_accepted(text).map_err(|e| Error::Malformed {
-        what: format!("measurements file {}", args.measurements.display()),
-        detail: e.to_string(),
-    })?;
-    let listed = text.contains("\"Accepted\"");
-    let sets = accepted
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.label(i), ExpectedPcrs::from(&a.measurements)))
-        .collect();
-    Ok((root, AcceptedImages { sets, listed }))
+    let accepted = AcceptedImages::parse(text, &args.measurements.display().to_string())?;
+    Ok((root, accepted))
 }
 
 pub(crate) fn now_unix_secs() -> u64 {
@@ -331,15 +312,7 @@ pub(crate) fn print_verdict(
         Err(e) => {
             let doc = e.document();
             let (expected, actual) = e.expected_actual().unzip();
-            let reason = if accepted.sets.len() > 1 && e.step() == "pcr" {
-                format!(
-                    "matches none of the {} accepted images ({}); against the first: {e}",
-                    accepted.sets.len(),
-                    accepted.names()
-                )
-            } else {
-                e.to_string()
-            };
+            let reason = accepted.reason(e);
             VerdictOut {
                 step: Some(e.step()),
                 reason: Some(reason),
@@ -388,7 +361,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<Verdict> {
         at_unix_secs: at,
         expected: expected.first(),
         nonce: nonce.as_deref(),
-        tls_certificate: None,
+        binding: Bound::Nothing,
         allow_debug: args.policy.allow_debug,
         insecure_emulator: args.policy.insecure_emulator,
     };
@@ -397,27 +370,53 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<Verdict> {
 }
 
 pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
+    let max_age_secs = parse_max_age(args.max_age.as_deref())?;
     let (root, expected) = load_policy(&args.policy)?;
-    let target = attest::client::Target::parse(&args.url)?;
-    let nonce = attest::client::fresh_nonce()?;
-    let fetched = attest::client::fetch(
-        &target,
-        &nonce,
-        std::time::Duration::from_secs(args.timeout.max(1)),
-    )?;
+    let target = Target::parse_with(&args.url, args.convention.default_path())?;
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    let (document, certificate, nonce) = if args.from_certificate {
+        let connected = attest::client::connect(&target, timeout)?;
+        let document = contract::cert_attestation::document(&connected.certificate)
+            .map_err(|e| Error::Malformed {
+                what: format!("the TLS certificate of {}", target.authority()),
+                detail: e.to_string(),
+            })?
+            .ok_or_else(|| Error::Invalid {
+                what: format!("the TLS certificate of {}", target.authority()),
+                detail: format!(
+                    "carries no attestation document (extension {}); drop --from-certificate to ask the endpoint",
+                    contract::cert_attestation::OID_TEXT
+                ),
+            })?
+            .to_vec();
+        (document, connected.certificate, None)
+    } else {
+        let mut nonce = attest::client::fresh_nonce()?;
+        nonce.truncate(args.convention.nonce_len());
+        let fetched = attest::client::fetch(&target, args.convention, &nonce, timeout)?;
+        (fetched.document, fetched.certificate, Some(nonce))
+    };
     let at = now_unix_secs();
+    let binding = match (args.from_certificate, args.convention) {
+        (true, _) => Bound::InCertificate {
+            certificate: &certificate,
+            max_age_secs,
+        },
+        (false, Convention::EnclaveHttps) => Bound::Endpoint(&certificate),
+        (false, Convention::Nitriding) => Bound::Nitriding(&certificate),
+    };
     let policy = Policy {
         root_der: &root,
         at_unix_secs: at,
         expected: expected.first(),
-        nonce: Some(&nonce),
-        tls_certificate: Some(&fetched.certificate),
+        nonce: nonce.as_deref(),
+        binding,
         allow_debug: args.policy.allow_debug,
         insecure_emulator: args.policy.insecure_emulator,
     };
-    let verdict = expected.verify(&fetched.document, &policy);
+    let verdict = expected.verify(&document, &policy);
     if let (Ok(_), Some(path)) = (&verdict.0, &args.pin) {
-        let line = pin(&fetched.certificate, path, &target)?;
+        let line = pin(&certificate, path, &target)?;
         eprintln!("{line}");
     }
     print_verdict(
@@ -425,7 +424,7 @@ pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
         &expected,
         &root,
         at,
-        Some((args.url.as_str(), fetched.certificate.as_slice())),
+        Some((args.url.as_str(), certificate.as_slice())),
     )
 }
 
@@ -445,7 +444,7 @@ pub(crate) fn pinned_public_key(cert_der: &[u8]) -> Result<String> {
 
 /// Writes the verified certificate as PEM to `path` (whole or not at all: a temporary file
 /// renamed into place) and returns the lines to print.
-fn pin(cert_der: &[u8], path: &std::path::Path, target: &attest::client::Target) -> Result<String> {
+fn pin(cert_der: &[u8], path: &std::path::Path, target: &Target) -> Result<String> {
     let pinned = pinned_public_key(cert_der)?;
     let encoded = contract::base64::encode(cert_der);
     let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
@@ -469,11 +468,7 @@ fn pin(cert_der: &[u8], path: &std::path::Path, target: &attest::client::Target)
         "eif-builder: verified; the enclave's certificate is in {}. Pin its key (curl -k checks no CA, the pin still holds):\n\
          curl -k --pinnedpubkey '{pinned}' https://{}/",
         path.display(),
-        if target.host.contains(':') {
-            format!("[{}]:{}", target.host, target.port)
-        } else {
-            format!("{}:{}", target.host, target.port)
-        }
+        target.authority()
     ))
 }
 
