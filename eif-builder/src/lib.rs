@@ -66,7 +66,7 @@
 //!     at_unix_secs: 1_700_000_000,
 //!     expected: &expected,
 //!     nonce: None,
-//!     tls_certificate: None,
+//!     binding: attest::Bound::Nothing,
 //!     allow_debug: false,
 //!     insecure_emulator: false,
 //! };
@@ -91,6 +91,7 @@ pub mod error;
 pub mod fsutil;
 pub mod image;
 pub mod measure;
+pub mod proxy;
 pub mod sign;
 pub mod time;
 

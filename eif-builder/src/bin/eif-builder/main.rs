@@ -1,9 +1,10 @@
 //! The `eif-builder` command line: `build` an EIF, `describe` one, make a `cpio` ramdisk
 //! (`image.rs`), or inspect, `verify` and `attest` Nitro attestation documents
-//! (`attestation.rs`). This file holds the command table and what both families share.
+//! (`attestation.rs`), and run the attested `proxy` (`proxy.rs`). This file holds the command table and what both families share.
 
 mod attestation;
 mod image;
+mod proxy;
 
 use std::io::Write;
 use std::path::Path;
@@ -117,6 +118,19 @@ enum Command {
     /// certificate's SubjectPublicKeyInfo and user_data = SHA-256 of its DER, besides passing
     /// every check of `verify` at the current time. Exit status 0 only when verified.
     Attest(AttestArgs),
+    /// A local HTTP proxy to an enclave that verifies it first: plain HTTP in, attested TLS out.
+    ///
+    /// Point any HTTP client at --listen (curl http://127.0.0.1:PORT/health). Every new TLS
+    /// connection to the enclave is attested before a request goes over it: from the document
+    /// its certificate carries when there is one (no round trip; one older than --max-age is
+    /// not used), else from the endpoint with a fresh nonce over that very connection, with
+    /// every check of `attest`. Attested connections are kept alive and reused. A failure
+    /// answers 502 with the reason (header X-Enclave-Refused: STEP) and sends the request
+    /// nowhere. Every response carries what was verified: X-Enclave-PCR0, -PCR1, -PCR2 (and
+    /// -PCR8 of a signed image), X-Enclave-Image (with an Accepted list), X-Enclave-Module-Id,
+    /// X-Enclave-Attestation (certificate, nonce or nitriding). Requests are read with the
+    /// enclave server's own HTTP/1.1 layer: bodies up to 16 MiB, responses up to 64 MiB.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// Names `path` in an I/O error that does not name a file yet.
@@ -181,6 +195,7 @@ fn main() -> ExitCode {
         Command::InspectAttestation(args) => done(attestation::inspect_attestation(args)),
         Command::Verify(args) => attestation::verify(args),
         Command::Attest(args) => attestation::attest(args),
+        Command::Proxy(args) => done(proxy::proxy(args)),
     };
     match result {
         Ok(Verdict::Verified) => ExitCode::SUCCESS,
