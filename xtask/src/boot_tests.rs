@@ -4,8 +4,10 @@
 //! images (no server binary, a server that exits at start, no NSM) each end in an explicit
 //! console line and a reboot within seconds.
 
+mod clients;
 mod kms;
 
+pub use clients::clients;
 pub use kms::kms;
 
 use crate::check::Outcome;

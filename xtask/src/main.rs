@@ -99,7 +99,7 @@ const TASKS: &[(&str, &str, &str)] = &[
         "boot-test",
         "[GROUP]",
         "Build the image and run only the emulator tests of `cargo xtask test` on it; with GROUP \
-         (serve, examples, front, faults, processes, egress, kms) only that group.",
+         (serve, clients, examples, front, faults, processes, egress, kms) only that group.",
     ),
     (
         "stop",
@@ -366,8 +366,9 @@ fn bench_task(rest: &[String]) -> Result {
 }
 
 /// The groups of boot tests, in the order they run.
-const BOOT_TEST_GROUPS: [&str; 7] = [
+const BOOT_TEST_GROUPS: [&str; 8] = [
     "serve",
+    "clients",
     "examples",
     "front",
     "faults",
@@ -396,6 +397,7 @@ fn boot_test_groups(image: &eif::Image, only: Option<&str>) -> Result {
             "faults" => boot_tests::faults(image, &tools),
             "processes" => boot_tests::processes(image, &tools),
             "egress" => boot_tests::egress(image, &tools),
+            "clients" => boot_tests::clients(image),
             _ => boot_tests::kms(image, &tools),
         });
     }
