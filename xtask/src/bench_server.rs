@@ -377,7 +377,7 @@ pub(crate) fn cpu_secs(pid: u32, p: &Paths) -> Result<f64> {
 }
 
 /// A wrk duration (`812.00us`, `1.23ms`, `2.00s`) in milliseconds.
-fn wrk_ms(s: &str) -> Option<f64> {
+pub(crate) fn wrk_ms(s: &str) -> Option<f64> {
     let s = s.trim();
     let (num, scale) = if let Some(n) = s.strip_suffix("us") {
         (n, 0.001)
@@ -392,7 +392,7 @@ fn wrk_ms(s: &str) -> Option<f64> {
 }
 
 /// (requests, requests/s, p99 ms) from wrk's output.
-fn parse_wrk(text: &str) -> Option<(u64, f64, f64)> {
+pub(crate) fn parse_wrk(text: &str) -> Option<(u64, f64, f64)> {
     let mut requests = None;
     let mut rps = None;
     let mut p99 = None;

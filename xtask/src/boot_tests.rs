@@ -7,7 +7,7 @@
 mod clients;
 mod kms;
 
-pub use clients::clients;
+pub use clients::{clients, Proxy};
 pub use kms::kms;
 
 use crate::check::Outcome;
@@ -392,7 +392,7 @@ pub fn egress(image: &Image, tools: &Tools) -> Vec<Outcome> {
 
 /// Boots `eif` in 64 MiB in the background, its run files in `dir`, forwarded from a free
 /// port, until its server answers; the options say where (stop it with `enclave::stop`).
-fn boot_detached(eif: PathBuf, dir: PathBuf) -> (Options, Result) {
+pub(crate) fn boot_detached(eif: PathBuf, dir: PathBuf) -> (Options, Result) {
     boot_detached_with(eif, dir, |_| {})
 }
 

@@ -3,6 +3,7 @@
 
 mod bench_boot;
 mod bench_front;
+mod bench_proxy;
 mod bench_relay;
 mod bench_server;
 mod boot_tests;
@@ -54,7 +55,7 @@ const TASKS: &[(&str, &str, &str)] = &[
     ),
     (
         "bench",
-        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] [--server PATH] | front [--secs N] [--rounds N] [--conns N] [--server PATH] | relay [--relay PATH]",
+        "boot [--runs N] | server [--secs N] [--rounds N] [--conns N] [--server PATH] | front [--secs N] [--rounds N] [--conns N] [--server PATH] | proxy [--secs N] [--rounds N] | relay [--relay PATH]",
         "Benchmarks (not tests). `bench boot`: boot our image and a reference image (same \
          kernel, cmdline and server; Debian busybox-static + shell-script /init) alternately \
          N times (default 5) in the emulator; print medians of kernel start → /init, /init → \
@@ -67,7 +68,10 @@ const TASKS: &[(&str, &str, &str)] = &[
          against nginx as a TLS reverse proxy (upstream keep-alive), one worker each, both \
          forwarding to the same nginx serving a 1 KiB file: keep-alive req/s, p99, front CPU \
          per proxied request, memory per idle client TLS connection, with the goals; writes \
-         target/bench/front.json. `bench relay`: direct vs host-relay \
+         target/bench/front.json. `bench proxy`: GET /health on the booted image (emulator, \
+         host-relay) directly over HTTPS and through `eif-builder proxy`, alternating, \
+         wrk -c1 (req/s, mean latency: the proxy's added latency) and -c16 (req/s); writes \
+         target/bench/proxy.json. `bench relay`: direct vs host-relay \
          vs HAProxy (TCP mode, splicing) vs socat, TCP->TCP and TCP->Unix: bulk throughput, \
          64 connections, setups/s, added p50/p99 latency, relay CPU per GiB, with iperf3 \
          measuring each program too as a cross-check; --relay PATH measures another \
@@ -353,15 +357,16 @@ fn bench_task(rest: &[String]) -> Result {
         Some("boot") => bench_boot::boot(runs_option("bench boot", &rest[1..], 5)?),
         Some("server") => bench_server::run(&rest[1..]),
         Some("front") => bench_front::run(&rest[1..]),
+        Some("proxy") => bench_proxy::run(&rest[1..]),
         Some("relay") => match &rest[1..] {
             [] => bench_relay::run(None),
             [flag, path] if flag == "--relay" => bench_relay::run(Some(PathBuf::from(path))),
             _ => err("bench relay: the only option is --relay PATH (a host-relay binary)"),
         },
         Some(other) => err(format!(
-            "unknown benchmark `{other}`; available: boot, server, front, relay"
+            "unknown benchmark `{other}`; available: boot, server, front, proxy, relay"
         )),
-        None => err("which benchmark? available: boot, server, front, relay"),
+        None => err("which benchmark? available: boot, server, front, proxy, relay"),
     }
 }
 
