@@ -33,7 +33,8 @@ use server::Limits;
 
 pub use upstream::{ProxyConfig, Upstream};
 
-/// How long a client connection may sit without sending anything.
+/// How long a client connection may sit without sending anything, or without taking what is
+/// sent to it.
 pub const CLIENT_IDLE: Duration = Duration::from_secs(60);
 
 /// The limits client requests are held to (the server's, with a larger body).
@@ -77,7 +78,10 @@ pub fn serve(listener: TcpListener, upstream: Arc<Upstream>) -> std::io::Result<
 
 /// One client connection: read, answer every complete request, write, until either side ends.
 fn client(mut stream: TcpStream, upstream: &Arc<Upstream>, limits: &Limits) {
-    if stream.set_read_timeout(Some(CLIENT_IDLE)).is_err() || stream.set_nodelay(true).is_err() {
+    if stream.set_read_timeout(Some(CLIENT_IDLE)).is_err()
+        || stream.set_write_timeout(Some(CLIENT_IDLE)).is_err()
+        || stream.set_nodelay(true).is_err()
+    {
         return;
     }
     let handler: &dyn server::Handler = upstream.as_ref();

@@ -426,3 +426,79 @@ impl server::Handler for Upstream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream() -> Upstream {
+        Upstream::new(ProxyConfig {
+            target: Target::parse("https://enclave.example:8443").unwrap(),
+            convention: Convention::EnclaveHttps,
+            accepted: AcceptedImages::parse(
+                &format!(
+                    "{{\"Measurements\": {{\"PCR0\": \"{0}\", \"PCR1\": \"{0}\", \"PCR2\": \"{0}\"}}}}",
+                    "00".repeat(48)
+                ),
+                "test",
+            )
+            .unwrap(),
+            root_der: Vec::new(),
+            allow_debug: false,
+            insecure_emulator: true,
+            max_age_secs: None,
+            timeout: Duration::from_secs(1),
+            max_clients: 1,
+            pool: 1,
+        })
+    }
+
+    #[test]
+    fn requests_go_upstream_without_hop_by_hop_headers_and_head_as_get() {
+        let headers: &[(&str, &[u8])] = &[
+            ("Host", b"127.0.0.1:8080"),
+            ("Connection", b"keep-alive, X-Secret-Hop"),
+            ("X-Secret-Hop", b"1"),
+            ("Keep-Alive", b"timeout=5"),
+            ("Expect", b"100-continue"),
+            ("Accept", b"*/*"),
+            ("Content-Length", b"2"),
+        ];
+        let req = Request::new("POST", "/a", Some("b=1"), headers, b"hi");
+        let sent = String::from_utf8(upstream().request_bytes(&req)).unwrap();
+        assert_eq!(
+            sent,
+            "POST /a?b=1 HTTP/1.1\r\nHost: enclave.example:8443\r\nAccept: */*\r\n\
+             Content-Length: 2\r\n\r\nhi"
+        );
+        let head = Request::new("HEAD", "/", None, &[], b"");
+        let sent = String::from_utf8(upstream().request_bytes(&head)).unwrap();
+        assert_eq!(sent, "GET / HTTP/1.1\r\nHost: enclave.example:8443\r\n\r\n");
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_and_enclave_headers_and_gain_the_verified_ones() {
+        let r = server::client::Response {
+            status: 201,
+            headers: vec![
+                ("Content-Type".into(), "text/plain".into()),
+                ("Connection".into(), "X-Hop".into()),
+                ("X-Hop".into(), "1".into()),
+                ("Transfer-Encoding".into(), "chunked".into()),
+                ("X-Enclave-PCR0".into(), "forged".into()),
+                ("Set-Cookie".into(), "a=b".into()),
+            ],
+            body: b"made".to_vec(),
+        };
+        let out = to_client(r, &[("X-Enclave-PCR0", "aa".to_owned())]);
+        assert_eq!(out.status, 201);
+        assert_eq!(out.content_type, "text/plain");
+        assert_eq!(out.body, b"made");
+        let names: Vec<(&str, &str)> = out
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_ref(), v.as_str()))
+            .collect();
+        assert_eq!(names, [("Set-Cookie", "a=b"), ("X-Enclave-PCR0", "aa")]);
+    }
+}

@@ -116,7 +116,9 @@ enum Command {
     /// No CA is needed: the server's certificate is accepted and recorded, then authenticated
     /// by the document, which must carry our fresh 32-byte nonce, public_key = the
     /// certificate's SubjectPublicKeyInfo and user_data = SHA-256 of its DER, besides passing
-    /// every check of `verify` at the current time. Exit status 0 only when verified.
+    /// every check of `verify` at the current time. With --from-certificate, the document the
+    /// certificate itself carries is verified instead and nothing is sent; with --convention
+    /// nitriding, a nitriding enclave's endpoint is asked. Exit status 0 only when verified.
     Attest(AttestArgs),
     /// A local HTTP proxy to an enclave that verifies it first: plain HTTP in, attested TLS out.
     ///
