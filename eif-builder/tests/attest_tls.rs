@@ -49,21 +49,35 @@ fn decode_hex(s: &str) -> Vec<u8> {
     contract::hex::decode(s).unwrap()
 }
 
-/// Serves one HTTPS request on a fresh port, in a thread; returns the URL.
 /// A TLS server configuration with the certificate and key of these test files.
 fn server_config(cert: &str, key: &str) -> Arc<rustls::ServerConfig> {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(pem_der(cert))],
+    emulated::tls_config(
+        pem_der(cert),
         PrivateKeyDer::try_from(pem_der(key)).unwrap(),
     )
-    .unwrap();
-    Arc::new(config)
+}
+
+/// Serves one attestation request with p384-cert.pem on a fresh port, in a thread: `answer`
+/// gets the request target and the certificate and returns the whole response. Returns the
+/// URL.
+fn serve_attestation(
+    answer: impl FnOnce(&str, &[u8]) -> Vec<u8> + Send + 'static,
+) -> (String, std::thread::JoinHandle<()>) {
+    let cert = pem_der("p384-cert.pem");
+    let config = server_config("p384-cert.pem", "p384-key.pkcs8.pem");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let handle = std::thread::spawn(move || {
+        let (mut tls, head) = accept_head(&listener, config).expect("a request");
+        let response = answer(head.split(' ').nth(1).unwrap(), &cert);
+        tls.write_all(&response).unwrap();
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    });
+    (url, handle)
 }
 
 /// Accepts one connection on `listener` and reads a request head over TLS; `None` if the
@@ -88,37 +102,26 @@ fn accept_head(
 }
 
 fn serve_once(twist: Twist) -> (String, std::thread::JoinHandle<()>) {
-    let cert = pem_der("p384-cert.pem");
-    let config = server_config("p384-cert.pem", "p384-key.pkcs8.pem");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    let handle = std::thread::spawn(move || {
-        let (mut tls, head) = accept_head(&listener, config).expect("a request");
-        let target = head.split(' ').nth(1).unwrap();
+    serve_attestation(move |target, cert| {
         let hex = target.strip_prefix("/attestation?nonce=").unwrap();
         assert_eq!(hex.len(), 64, "a 32-byte nonce");
         let mut nonce = decode_hex(hex);
-        let mut bound = cert.clone();
+        let mut bound = cert.to_vec();
         match twist {
             Twist::Honest => {}
             Twist::OtherNonce => nonce[0] ^= 1,
             Twist::OtherCertificate => bound = pem_der("p256-cert.pem"),
         }
         let doc = emulator_document(&nonce, &bound);
-        let response = format!(
+        let mut response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/cbor\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n",
             doc.len()
-        );
-        tls.write_all(response.as_bytes()).unwrap();
-        tls.write_all(&doc).unwrap();
-        tls.conn.send_close_notify();
-        let _ = tls.flush();
-    });
-    (url, handle)
+        )
+        .into_bytes();
+        response.extend_from_slice(&doc);
+        response
+    })
 }
 
 fn attest(url: &str, pcr0: &[u8], emulator: bool) -> Output {
@@ -420,22 +423,13 @@ fn attest_from_certificate_verifies_the_handshake_alone() {
 /// = multihash(SHA-256 of the certificate) ‖ multihash(application key hash), public_key
 /// "dummy". `bind_other` binds the digest of another certificate.
 fn serve_nitriding(bind_other: bool) -> (String, std::thread::JoinHandle<()>) {
-    let cert = pem_der("p384-cert.pem");
-    let config = server_config("p384-cert.pem", "p384-key.pkcs8.pem");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    let handle = std::thread::spawn(move || {
-        let (mut tls, head) = accept_head(&listener, config).expect("a request");
-        let target = head.split(' ').nth(1).unwrap();
+    serve_attestation(move |target, cert| {
         let hex = target.strip_prefix("/enclave/attestation?nonce=").unwrap();
         assert_eq!(hex.len(), 40, "nitriding takes exactly 20 bytes");
         let bound = if bind_other {
             pem_der("p256-cert.pem")
         } else {
-            cert
+            cert.to_vec()
         };
         let mut user_data = vec![0x12, 0x20];
         user_data.extend_from_slice(&emulated::sha256(&bound));
@@ -449,20 +443,15 @@ fn serve_nitriding(bind_other: bool) -> (String, std::thread::JoinHandle<()>) {
         });
         let body = format!("{}\n", contract::base64::encode(&doc));
         let (first, second) = body.split_at(body.len() / 2);
-        let chunked = format!(
-            "{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+             {:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
             first.len(),
             second.len()
-        );
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunked}"
-        );
-        tls.write_all(response.as_bytes()).unwrap();
-        tls.conn.send_close_notify();
-        let _ = tls.flush();
-    });
-    (url, handle)
+        )
+        .into_bytes()
+    })
 }
 
 #[test]

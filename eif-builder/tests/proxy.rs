@@ -19,7 +19,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use common::emulated::{self, Fields, PCR0};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// How the stand-in behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,22 +42,6 @@ enum Enclave {
 
 /// What the stand-in received: (connection number, request target).
 type Log = Arc<Mutex<Vec<(usize, String)>>>;
-
-fn tls_config(g: &server::cert::Generated) -> Arc<rustls::ServerConfig> {
-    Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(g.cert_der.clone())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(g.key_pkcs8.to_vec())),
-        )
-        .unwrap(),
-    )
-}
 
 /// Reads one request head (and a Content-Length body); `None` at the end of the connection.
 fn read_request(r: &mut impl Read) -> Option<String> {
@@ -89,7 +72,7 @@ fn start_enclave(kind: Enclave) -> (u16, Log) {
         _ => server::cert::generate().unwrap(),
     };
     let b = server::cert::generate().unwrap();
-    let (config_a, config_b) = (tls_config(&a), tls_config(&b));
+    let (config_a, config_b) = (emulated::tls_config_of(&a), emulated::tls_config_of(&b));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let log: Log = Arc::default();

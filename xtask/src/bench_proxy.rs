@@ -109,45 +109,41 @@ pub fn run(args: &[String]) -> Result {
     );
     let _ = writeln!(
         text,
-        "{:38} {:>12} {:>12} {:>8}",
+        "{:40} {:>10} {:>10} {:>7}",
         "", "direct", "proxy", "ratio"
     );
+    let rows: [(&str, f64, f64, usize); 5] = [
+        ("1 connection: requests/s", direct1.rps, proxy1.rps, 0),
+        (
+            "1 connection: ms per request (1/rps)",
+            per_request(direct1),
+            per_request(proxy1),
+            3,
+        ),
+        (
+            "1 connection: wrk mean latency (ms)",
+            direct1.mean_ms,
+            proxy1.mean_ms,
+            3,
+        ),
+        (
+            "1 connection: wrk p99 (ms)",
+            direct1.p99_ms,
+            proxy1.p99_ms,
+            3,
+        ),
+        ("16 connections: requests/s", direct16.rps, proxy16.rps, 0),
+    ];
+    for (name, direct, proxied, digits) in rows {
+        let _ = writeln!(
+            text,
+            "{name:40} {direct:>10.digits$} {proxied:>10.digits$} {:>7}",
+            ratio(proxied, direct)
+        );
+    }
     let _ = writeln!(
         text,
-        "{:38} {:>12.0} {:>12.0} {:>8}",
-        "1 connection: requests/s",
-        direct1.rps,
-        proxy1.rps,
-        ratio(proxy1.rps, direct1.rps)
-    );
-    let _ = writeln!(
-        text,
-        "{:38} {:>12.3} {:>12.3} {:>8}",
-        "1 connection: mean latency (ms)",
-        direct1.mean_ms,
-        proxy1.mean_ms,
-        ratio(proxy1.mean_ms, direct1.mean_ms)
-    );
-    let _ = writeln!(
-        text,
-        "{:38} {:>12.3} {:>12.3} {:>8}",
-        "1 connection: p99 (ms)",
-        direct1.p99_ms,
-        proxy1.p99_ms,
-        ratio(proxy1.p99_ms, direct1.p99_ms)
-    );
-    let _ = writeln!(
-        text,
-        "{:38} {:>12.0} {:>12.0} {:>8}",
-        "16 connections: requests/s",
-        direct16.rps,
-        proxy16.rps,
-        ratio(proxy16.rps, direct16.rps)
-    );
-    let _ = writeln!(
-        text,
-        "added latency per keep-alive request: {:.3} ms",
-        added_ms
+        "added latency per keep-alive request (1 connection): {added_ms:.3} ms"
     );
     print!("{text}");
     fs::create_dir_all(&out).ctx(|| format!("creating {}", out.display()))?;

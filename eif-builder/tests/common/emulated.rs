@@ -134,3 +134,28 @@ pub fn attested_certificate(age: u64) -> server::cert::Generated {
     )
     .unwrap()
 }
+
+/// A TLS server configuration (TLS 1.3 and 1.2, aws-lc-rs) for one certificate and its key.
+pub fn tls_config(
+    cert_der: Vec<u8>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> std::sync::Arc<rustls::ServerConfig> {
+    std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.into()], key)
+        .unwrap(),
+    )
+}
+
+/// [`tls_config`] for a certificate the server library generated.
+pub fn tls_config_of(g: &server::cert::Generated) -> std::sync::Arc<rustls::ServerConfig> {
+    tls_config(
+        g.cert_der.clone(),
+        rustls::pki_types::PrivateKeyDer::Pkcs8(g.key_pkcs8.to_vec().into()),
+    )
+}
