@@ -828,4 +828,78 @@ mod tests {
         assert!(parse_hex("abc", "x").is_err());
         assert!(parse_hex("zz", "x").is_err());
     }
+
+    fn authenticated(timestamp_secs: u64) -> Authenticated {
+        Authenticated {
+            module_id: "i-test".into(),
+            timestamp: timestamp_secs * 1000,
+            pcrs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn nitriding_user_data_in_both_of_its_forms() {
+        let cert = b"a certificate";
+        let digest = sha256(cert);
+        let doc = authenticated(0);
+        let mut multihash = vec![0x12, 0x20];
+        multihash.extend_from_slice(&digest);
+        multihash.extend_from_slice(&[0x12, 0x20]);
+        multihash.extend_from_slice(&[7; 32]);
+        assert!(check_nitriding(cert, Some(&multihash), &doc).is_ok());
+        let mut first_form = b"sha256:".to_vec();
+        first_form.extend_from_slice(&digest);
+        first_form.extend_from_slice(b";sha256:");
+        first_form.extend_from_slice(&[7; 32]);
+        assert_eq!(first_form.len(), 79);
+        assert!(check_nitriding(cert, Some(&first_form), &doc).is_ok());
+        for bad in [
+            multihash.get(..34).unwrap().to_vec(),
+            [&[0x12, 0x21][..], multihash.get(2..).unwrap()].concat(),
+            [&[0x12, 0x20][..], &[0; 32], multihash.get(34..).unwrap()].concat(),
+        ] {
+            let e = check_nitriding(cert, Some(&bad), &doc).unwrap_err();
+            assert_eq!(e.step(), "binding");
+        }
+        assert!(check_nitriding(cert, None, &doc).is_err());
+    }
+
+    /// An NSM whose documents do not matter: only the certificate's validity is used.
+    struct AnyDocument;
+
+    impl server::nsm::Attester for AnyDocument {
+        fn attest(
+            &self,
+            _: &[u8],
+            _: &[u8],
+            _: &[u8],
+        ) -> Result<Vec<u8>, server::nsm::AttestError> {
+            Ok(vec![1])
+        }
+    }
+
+    #[test]
+    fn freshness_is_the_timestamp_within_the_validity_and_the_maximum_age() {
+        let made = 1_764_650_000u64;
+        let cert = server::cert::generate_attested(&AnyDocument, i64::try_from(made).unwrap())
+            .unwrap()
+            .cert_der;
+        let check = |stamped: u64, now: u64, max: Option<u64>| {
+            check_freshness(&cert, max, now, &authenticated(stamped)).map_err(|e| e.to_string())
+        };
+        assert_eq!(check(made, made + 10, None), Ok(()));
+        // The enclave's clock may run up to five minutes ahead of the NSM's.
+        assert_eq!(check(made - 300, made, None), Ok(()));
+        let e = check(made - 301, made, None).unwrap_err();
+        assert!(e.contains("outside the certificate's validity"), "{e}");
+        let e = check(made + 301, made, None).unwrap_err();
+        assert!(e.contains("after the verification time"), "{e}");
+        assert_eq!(check(made, made + 3600, Some(3600)), Ok(()));
+        let e = check(made, made + 3601, Some(3600)).unwrap_err();
+        assert_eq!(
+            e,
+            "the certificate's attestation document is not fresh: it is 3601s old (made \
+             2025-12-02T04:33:20Z), more than the maximum age 1h"
+        );
+    }
 }
