@@ -406,6 +406,26 @@ fn attest_from_certificate_verifies_the_handshake_alone() {
         "{v}"
     );
 
+    // --max-age 0s would refuse everything: an error, before connecting.
+    let out = attest_with(
+        "https://127.0.0.1:1",
+        &PCR0,
+        true,
+        &[
+            "--from-certificate".as_ref(),
+            "--max-age".as_ref(),
+            "0s".as_ref(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "eif-builder: error: --max-age 0s: would refuse every document; give a positive age"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A certificate without a document.
     let (url, server) = serve_certificate(server::cert::generate().unwrap());
     let out = attest_with(&url, &PCR0, true, &["--from-certificate".as_ref()]);

@@ -38,6 +38,9 @@ enum Enclave {
     /// Closes after each response; the second connection does not answer the attestation
     /// endpoint (it would serve anything else).
     SecondUnattested,
+    /// nitriding's convention: `/enclave/attestation`, 20-byte nonce, base64 answer, user_data
+    /// = the multihash of the certificate's SHA-256 and of the application's key hash.
+    Nitriding,
 }
 
 /// What the stand-in received: (connection number, request target).
@@ -106,35 +109,51 @@ fn start_enclave(kind: Enclave) -> (u16, Log) {
                 while let Some(head) = read_request(&mut tls) {
                     let target = head.split(' ').nth(1).unwrap().to_owned();
                     log.lock().unwrap().push((index, target.clone()));
-                    let (status, body, close) =
-                        if let Some(hex) = target.strip_prefix("/attestation?nonce=") {
-                            let nonce = contract::hex::decode(hex).unwrap();
-                            let mut fields = Fields::endpoint(&shown, &nonce);
-                            match kind {
-                                Enclave::WrongBinding => {
-                                    fields.user_data = emulated::sha256(&cert_b).to_vec();
-                                }
-                                Enclave::SwappedCertificate if index > 0 => {
-                                    fields = Fields::endpoint(&cert_a, &nonce);
-                                }
-                                _ => {}
+                    let nitriding = target
+                        .strip_prefix("/enclave/attestation?nonce=")
+                        .filter(|_| kind == Enclave::Nitriding);
+                    let (status, body, close) = if let Some(hex) = nitriding {
+                        assert_eq!(hex.len(), 40);
+                        let mut user_data = vec![0x12, 0x20];
+                        user_data.extend_from_slice(&emulated::sha256(&shown));
+                        user_data.extend_from_slice(&[0x12, 0x20]);
+                        user_data.extend_from_slice(&[0; 32]);
+                        let doc = emulated::document(&Fields {
+                            public_key: b"dummy".to_vec(),
+                            user_data,
+                            nonce: contract::hex::decode(hex).unwrap(),
+                            timestamp_ms: 0,
+                        });
+                        let text = format!("{}\n", contract::base64::encode(&doc));
+                        ("200 OK", text.into_bytes(), false)
+                    } else if let Some(hex) = target.strip_prefix("/attestation?nonce=") {
+                        let nonce = contract::hex::decode(hex).unwrap();
+                        let mut fields = Fields::endpoint(&shown, &nonce);
+                        match kind {
+                            Enclave::WrongBinding => {
+                                fields.user_data = emulated::sha256(&cert_b).to_vec();
                             }
-                            let mut doc = emulated::document(&fields);
-                            if kind == Enclave::ReplayedNonce {
-                                doc = first.lock().unwrap().get_or_insert(doc).clone();
+                            Enclave::SwappedCertificate if index > 0 => {
+                                fields = Fields::endpoint(&cert_a, &nonce);
                             }
-                            if kind == Enclave::SecondUnattested && index > 0 {
-                                ("404 Not Found", b"no attestation here".to_vec(), false)
-                            } else {
-                                ("200 OK", doc, false)
-                            }
+                            _ => {}
+                        }
+                        let mut doc = emulated::document(&fields);
+                        if kind == Enclave::ReplayedNonce {
+                            doc = first.lock().unwrap().get_or_insert(doc).clone();
+                        }
+                        if kind == Enclave::SecondUnattested && index > 0 {
+                            ("404 Not Found", b"no attestation here".to_vec(), false)
                         } else {
-                            (
-                                "200 OK",
-                                format!("hello from {target}\n").into_bytes(),
-                                closes,
-                            )
-                        };
+                            ("200 OK", doc, false)
+                        }
+                    } else {
+                        (
+                            "200 OK",
+                            format!("hello from {target}\n").into_bytes(),
+                            closes,
+                        )
+                    };
                     let response = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
                          X-Enclave-PCR0: forged\r\nX-App: kept\r\n{}\r\n",
@@ -356,6 +375,13 @@ fn a_document_in_the_certificate_needs_no_round_trip_until_it_is_too_old() {
     assert_eq!(got[0].header("X-Enclave-Attestation"), vec!["nonce"]);
     assert_eq!(targets(&log, 0), ["/attestation", "/one"]);
 
+    // --max-age 0s: never the certificate's document, however new (this one is from now).
+    let (port, log) = start_enclave(Enclave::CarriesDocument { age: 0 });
+    let proxy = start_proxy(port, &PCR0, &["--max-age", "0s"]);
+    let got = curl(&proxy, &["/one"]);
+    assert_eq!(got[0].header("X-Enclave-Attestation"), vec!["nonce"]);
+    assert_eq!(targets(&log, 0), ["/attestation", "/one"]);
+
     // Other measurements are refused from the certificate alone.
     let (port, log) = start_enclave(Enclave::CarriesDocument { age: 10 });
     let proxy = start_proxy(port, &[0xbb; 48], &[]);
@@ -436,4 +462,15 @@ fn an_unreachable_enclave_is_a_502_that_says_so() {
         "{}",
         got[0].body
     );
+}
+
+#[test]
+fn a_nitriding_enclave_is_attested_by_its_convention() {
+    let (port, log) = start_enclave(Enclave::Nitriding);
+    let proxy = start_proxy(port, &PCR0, &["--convention", "nitriding"]);
+    let got = curl(&proxy, &["/one", "/two"]);
+    assert_eq!(got[0].status, 200, "{:?}", got[0]);
+    assert_eq!(got[1].status, 200);
+    assert_eq!(got[0].header("X-Enclave-Attestation"), vec!["nitriding"]);
+    assert_eq!(targets(&log, 0), ["/enclave/attestation", "/one", "/two"]);
 }

@@ -5,7 +5,7 @@
 //! it ([`Upstream::open`]):
 //! 1. the certificate carries a document ([`contract::cert_attestation`]): verified with
 //!    [`Bound::InCertificate`] (nothing is sent); one older than `max_age` is not refused but
-//!    replaced by step 2;
+//!    replaced by step 2 (a `max_age` of 0 always takes step 2);
 //! 2. else the endpoint is asked over this very connection with a fresh nonce, and the
 //!    document must carry the nonce and be bound to this connection's certificate
 //!    ([`Bound::Endpoint`], or [`Bound::Nitriding`]).
@@ -67,7 +67,8 @@ pub struct ProxyConfig {
     pub allow_debug: bool,
     /// Accept QEMU's unsigned documents.
     pub insecure_emulator: bool,
-    /// The oldest a certificate's document may be before the endpoint is asked instead.
+    /// The oldest a certificate's document may be before the endpoint is asked instead; 0:
+    /// the endpoint is always asked.
     pub max_age_secs: Option<u64>,
     /// Connecting, and each read and write, to the enclave.
     pub timeout: Duration,
@@ -200,6 +201,8 @@ impl Upstream {
         let c = &self.config;
         let mut connected = client::connect(&c.target, c.timeout).map_err(Refusal::Unreachable)?;
         let carried = match c.convention {
+            // A maximum age of 0: never the certificate's document, always a nonce.
+            _ if c.max_age_secs == Some(0) => None,
             Convention::EnclaveHttps => {
                 contract::cert_attestation::document(&connected.certificate)
                     .map_err(|e| {

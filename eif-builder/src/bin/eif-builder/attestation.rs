@@ -371,6 +371,12 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<Verdict> {
 
 pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
     let max_age_secs = parse_max_age(args.max_age.as_deref())?;
+    if max_age_secs == Some(0) {
+        return Err(Error::Invalid {
+            what: "--max-age 0s".to_string(),
+            detail: "would refuse every document; give a positive age (e.g. 10m)".to_string(),
+        });
+    }
     let (root, expected) = load_policy(&args.policy)?;
     let target = Target::parse_with(&args.url, args.convention.default_path())?;
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));

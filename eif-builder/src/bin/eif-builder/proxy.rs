@@ -26,7 +26,8 @@ pub(crate) struct ProxyArgs {
     #[command(flatten)]
     policy: PolicyArgs,
     /// A document carried in the enclave's certificate older than this is not used; the
-    /// endpoint is asked with a fresh nonce instead (e.g. 24h) [default: no limit].
+    /// endpoint is asked with a fresh nonce instead (e.g. 24h; 0s: always ask the endpoint)
+    /// [default: no limit].
     #[arg(long, value_name = "DURATION")]
     max_age: Option<String>,
     /// How the endpoint is asked: enclave-https or nitriding (see `attest --help`).
