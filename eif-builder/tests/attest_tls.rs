@@ -163,6 +163,16 @@ fn serve_pinned(cert: &str, key: &str) -> (u16, std::thread::JoinHandle<()>) {
     (port, handle)
 }
 
+/// The command exited 0 (else its stderr is shown).
+fn assert_succeeded(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn verdict(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -178,12 +188,7 @@ fn attest_succeeds_against_the_emulator_with_the_right_measurements() {
     let (url, server) = serve_once(Twist::Honest);
     let out = attest(&url, &PCR0, true);
     server.join().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let v = verdict(&out);
     assert_eq!(v["verified"], true);
     assert_eq!(v["signature_checked"], false);
@@ -297,12 +302,7 @@ fn attest_pin_writes_the_certificate_and_a_curl_line_that_pins_its_key() {
     let (same, server) = serve_pinned("p384-cert.pem", "p384-key.pkcs8.pem");
     let out = curl(same);
     server.join().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(out.stdout, b"pinned\n");
     let (other, server) = serve_pinned("p256-cert.pem", "p256-key.sec1.pem");
     let out = curl(other);
@@ -369,12 +369,7 @@ fn attest_from_certificate_verifies_the_handshake_alone() {
     let (url, server) = serve_certificate(emulated::attested_certificate(5));
     let out = attest_with(&url, &PCR0, true, &["--from-certificate".as_ref()]);
     assert_eq!(server.join().unwrap(), 0, "no request was sent");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let v = verdict(&out);
     assert_eq!(v["verified"], true);
     assert_eq!(
@@ -480,12 +475,7 @@ fn attest_verifies_a_nitriding_enclave() {
     let (url, server) = serve_nitriding(false);
     let out = attest_with(&url, &PCR0, true, &nitriding);
     server.join().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(verdict(&out)["verified"], true);
 
     let (url, server) = serve_nitriding(true);
