@@ -38,6 +38,9 @@ enum Enclave {
     /// Closes after each response; the second connection does not answer the attestation
     /// endpoint (it would serve anything else).
     SecondUnattested,
+    /// Honest, but closes each connection after its first answer to the application's request
+    /// without saying so (as a server closes an idle keep-alive connection).
+    ClosesIdle,
     /// nitriding's convention: `/enclave/attestation`, 20-byte nonce, base64 answer, user_data
     /// = the multihash of the certificate's SHA-256 and of the application's key hash.
     Nitriding,
@@ -164,6 +167,7 @@ fn start_enclave(kind: Enclave) -> (u16, Log) {
                         || tls.write_all(&body).is_err()
                         || tls.flush().is_err()
                         || close
+                        || (kind == Enclave::ClosesIdle && !target.contains("attestation"))
                     {
                         break;
                     }
@@ -257,8 +261,14 @@ impl Got {
 
 /// curl with these paths on one keep-alive connection, through the proxy.
 fn curl(proxy: &Proxy, paths: &[&str]) -> Vec<Got> {
+    curl_with(proxy, &[], paths)
+}
+
+/// [`curl`] with more arguments.
+fn curl_with(proxy: &Proxy, args: &[&str], paths: &[&str]) -> Vec<Got> {
     let out = Command::new("curl")
         .args(["-sS", "-i", "--max-time", "20"])
+        .args(args)
         .args(
             paths
                 .iter()
@@ -473,4 +483,18 @@ fn a_nitriding_enclave_is_attested_by_its_convention() {
     assert_eq!(got[1].status, 200);
     assert_eq!(got[0].header("X-Enclave-Attestation"), vec!["nitriding"]);
     assert_eq!(targets(&log, 0), ["/enclave/attestation", "/one", "/two"]);
+}
+
+#[test]
+fn a_connection_the_enclave_closed_while_idle_is_replaced_before_a_post_goes_out() {
+    let (port, log) = start_enclave(Enclave::ClosesIdle);
+    let proxy = start_proxy(port, &PCR0, &[]);
+    let first = curl_with(&proxy, &["--data-binary", "one"], &["/a"]);
+    assert_eq!(first[0].status, 200, "{:?}", first[0]);
+    // The enclave closed that connection after answering; a POST is not retried, so the
+    // proxy must not pick the dead connection.
+    let second = curl_with(&proxy, &["--data-binary", "two"], &["/b"]);
+    assert_eq!(second[0].status, 200, "{:?}", second[0]);
+    assert_eq!(targets(&log, 0), ["/attestation", "/a"]);
+    assert_eq!(targets(&log, 1), ["/attestation", "/b"]);
 }

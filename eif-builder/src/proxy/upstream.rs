@@ -12,8 +12,9 @@
 //!
 //! A connection whose attestation fails is closed, and the client gets a 502 naming the step
 //! and the reason. An attested connection goes back to the pool after a response that leaves
-//! it reusable; a pooled one that turns out dead is replaced, and a request without a body that
-//! failed on it is sent once more on a fresh (attested) connection.
+//! it reusable; one the enclave closed while idle is noticed when taken (a peek says so) and
+//! dropped, and a bodiless GET/HEAD/OPTIONS that still fails on a pooled connection is sent
+//! once more on a fresh (attested) one.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -280,8 +281,14 @@ impl Upstream {
         }
     }
 
+    /// An idle connection the enclave has not closed meanwhile (dead ones are dropped).
     fn take(&self) -> Option<Attested> {
-        self.idle.lock().ok()?.pop()
+        loop {
+            let a = self.idle.lock().ok()?.pop()?;
+            if is_open(&a.connected.tls.sock) {
+                return Some(a);
+            }
+        }
     }
 
     fn put(&self, a: Attested) {
@@ -343,6 +350,17 @@ impl Upstream {
         server::client::response::read_reusable(tls, MAX_RESPONSE, false)
             .map_err(|e| format!("reading the response: {e}"))
     }
+}
+
+/// Whether an idle connection is still open: nothing to read yet (the enclave sends nothing
+/// unasked, so bytes there are its close_notify, and an end of stream is its close).
+fn is_open(sock: &std::net::TcpStream) -> bool {
+    if sock.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let waiting = sock.peek(&mut [0u8; 1]);
+    let restored = sock.set_nonblocking(false).is_ok();
+    restored && matches!(waiting, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// The lower-case names a request's `Connection` header lists (hop-by-hop too).
