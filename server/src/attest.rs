@@ -5,7 +5,9 @@
 //! [`contract::binding`] says (`public_key` = its SubjectPublicKeyInfo, `user_data` = SHA-256
 //! of its DER). A client that verifies the document and sees the same certificate on its TLS
 //! session knows it talks to the measured image. Without an NSM: 503, never a document made
-//! up here.
+//! up here. (A certificate made by [`crate::Identity::generate_for`] with an NSM also carries a
+//! document for its key, [`contract::cert_attestation`], which needs no request; this endpoint
+//! is for freshness the client chooses.)
 //!
 //! ```no_run
 //! use server::attest::Attestation;

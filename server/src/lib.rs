@@ -44,9 +44,11 @@
 //! use std::sync::Arc;
 //!
 //! # fn main() -> server::Result<()> {
-//! // A key pair made inside the enclave; its certificate is what the attestation binds.
-//! let identity = Identity::generate()?;
-//! let attestation = Attestation::new(Nsm::open_default().ok(), identity.leaf_der());
+//! // A key pair made inside the enclave; its certificate is what the attestation binds, and
+//! // with an NSM it carries the document for its key (clients verify from the handshake).
+//! let nsm = Nsm::open_default().ok();
+//! let identity = Identity::generate_for(nsm.as_ref())?;
+//! let attestation = Attestation::new(nsm, identity.leaf_der());
 //! let app = move |req: &Request<'_>| match req.path() {
 //!     "/" => Response::new(200, "text/plain", "hello from the enclave\n"),
 //!     "/attestation" => attestation.handle(req),

@@ -17,6 +17,20 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+/// An attester behind a reference, whatever its size (`dyn Attester` included).
+struct Forward<'a, A: ?Sized>(&'a A);
+
+impl<A: crate::nsm::Attester + ?Sized> crate::nsm::Attester for Forward<'_, A> {
+    fn attest(
+        &self,
+        user_data: &[u8],
+        nonce: &[u8],
+        public_key: &[u8],
+    ) -> std::result::Result<Vec<u8>, crate::nsm::AttestError> {
+        self.0.attest(user_data, nonce, public_key)
+    }
+}
+
 /// Where the certificate and key came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -54,13 +68,20 @@ impl Identity {
         })
     }
 
-    /// [`Identity::generate`] with the attestation document `attester` gives for the key in the
-    /// certificate (see [`cert::generate_attested`]); notBefore is the clock's now.
-    pub fn generate_attested(attester: &dyn crate::nsm::Attester) -> Result<Identity> {
+    /// [`Identity::generate`], and with an NSM (`attester`) the certificate carries the
+    /// attestation document for its key, so clients can verify the enclave from the handshake
+    /// alone (see [`cert::generate_attested`]; notBefore is the clock's now). An NSM that gives
+    /// no document is an error.
+    pub fn generate_for<A: crate::nsm::Attester + ?Sized>(
+        attester: Option<&A>,
+    ) -> Result<Identity> {
+        let Some(attester) = attester else {
+            return Identity::generate();
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let g = cert::generate_attested(attester, now)?;
+        let g = cert::generate_attested(&Forward(attester), now)?;
         Ok(Identity {
             chain: vec![CertificateDer::from(g.cert_der.clone())],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(g.key_pkcs8.to_vec())),
@@ -442,5 +463,40 @@ mod tests {
         let e = Identity::from_pem_files(&cert, &dir.join("missing.pem")).unwrap_err();
         assert!(e.to_string().contains("c.pem"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    struct OneDocument;
+
+    impl crate::nsm::Attester for OneDocument {
+        fn attest(
+            &self,
+            _: &[u8],
+            _: &[u8],
+            _: &[u8],
+        ) -> std::result::Result<Vec<u8>, crate::nsm::AttestError> {
+            Ok(b"doc".to_vec())
+        }
+    }
+
+    #[test]
+    fn with_an_nsm_the_generated_certificate_carries_its_document() {
+        let with = Identity::generate_for(Some(&OneDocument)).unwrap();
+        assert_eq!(
+            contract::cert_attestation::document(with.leaf_der()),
+            Ok(Some(&b"doc"[..]))
+        );
+        // Through a trait object too, as the server binary holds its NSM.
+        let boxed: Box<dyn crate::nsm::Attester> = Box::new(OneDocument);
+        let with = Identity::generate_for(Some(boxed.as_ref())).unwrap();
+        assert!(matches!(
+            contract::cert_attestation::document(with.leaf_der()),
+            Ok(Some(_))
+        ));
+        let without = Identity::generate_for(None::<&OneDocument>).unwrap();
+        assert_eq!(
+            contract::cert_attestation::document(without.leaf_der()),
+            Ok(None)
+        );
+        assert!(without.into_config().is_ok());
     }
 }

@@ -28,9 +28,11 @@ fn routes(attestation: Attestation) -> impl Fn(&Request<'_>) -> Response + Send 
 }
 
 fn run(listen: ListenAddr) -> server::Result<()> {
-    // A key pair made here, in the enclave's memory; the attestation binds its certificate.
-    let identity = Identity::generate()?;
-    let attestation = Attestation::new(Nsm::open_default().ok(), identity.leaf_der());
+    // A key pair made here, in the enclave's memory; the attestation binds its certificate,
+    // which (with an NSM) also carries the document for its key.
+    let nsm = Nsm::open_default().ok();
+    let identity = Identity::generate_for(nsm.as_ref())?;
+    let attestation = Attestation::new(nsm, identity.leaf_der());
     let memory = server::memory::detect().map_or(256 << 20, |m| m.bytes);
     let config = Config {
         listen,

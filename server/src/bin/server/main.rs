@@ -60,10 +60,9 @@ fn run(args: Args, key: KeyFrom, memory: Option<Memory>) -> server::Result<()> {
     let (tls, cert_der, mode) = if args.plain_http {
         (None, Vec::new(), "plain HTTP, no TLS".to_owned())
     } else {
-        let identity = match (&args.tls_files, &attester) {
-            (Some((cert, key)), _) => Identity::from_pem_files(cert, key)?,
-            (None, Some(nsm)) => Identity::generate_attested(nsm.as_ref())?,
-            (None, None) => Identity::generate()?,
+        let identity = match &args.tls_files {
+            Some((cert, key)) => Identity::from_pem_files(cert, key)?,
+            None => Identity::generate_for(attester.as_deref())?,
         };
         let cert_der = identity.leaf_der().to_vec();
         let source = match identity.source() {
