@@ -502,15 +502,18 @@ fn example(image: &Image, name: &str, manifest: &Path, path: &str, expect: &str)
             answered,
         ));
         let attested = (|| -> Result {
-            match attest(image, port, &dir.join("measurements.json"), true)? {
-                (true, text) if text.contains("\"verified\": true") => Ok(()),
-                (_, text) => err(format!("attest failed: {text}")),
+            for extra in [&[][..], &["--from-certificate"][..]] {
+                match attest_at(image, port, "", &dir.join("measurements.json"), true, extra)? {
+                    (true, text) if text.contains("\"verified\": true") => {}
+                    (_, text) => return err(format!("attest {extra:?} failed: {text}")),
+                }
             }
+            Ok(())
         })();
         outcomes.push(outcome(
             &format!(
-                "example {name}: eif-builder attest --insecure-emulator verifies it against the \
-                 measurements its build wrote"
+                "example {name}: eif-builder attest --insecure-emulator verifies it, from its \
+                 endpoint and from its certificate, against the measurements its build wrote"
             ),
             attested,
         ));
@@ -642,20 +645,25 @@ pub fn front(image: &Image) -> Vec<Outcome> {
             client,
         ));
         let attested = (|| -> Result {
-            match attest_at(
-                image,
-                port,
-                "/.well-known/enclave-https/attestation",
-                &dir.join("measurements.json"),
-                true,
-            )? {
-                (true, text) if text.contains("\"verified\": true") => Ok(()),
-                (_, text) => err(format!("attest failed: {text}")),
+            for extra in [&[][..], &["--from-certificate"][..]] {
+                match attest_at(
+                    image,
+                    port,
+                    "/.well-known/enclave-https/attestation",
+                    &dir.join("measurements.json"),
+                    true,
+                    extra,
+                )? {
+                    (true, text) if text.contains("\"verified\": true") => {}
+                    (_, text) => return err(format!("attest {extra:?} failed: {text}")),
+                }
             }
+            Ok(())
         })();
         outcomes.push(outcome(
             "example front: eif-builder attest --insecure-emulator verifies the front's \
-             attestation endpoint against the measurements its build wrote",
+             attestation endpoint, and with --from-certificate its certificate, against the \
+             measurements its build wrote",
             attested,
         ));
     }
@@ -856,22 +864,25 @@ fn other_build_measurements(image: &Image) -> Result<PathBuf> {
 
 /// `eif-builder attest` against the running enclave, as a client of the enclave would.
 fn attest(image: &Image, port: u16, measurements: &Path, emulator: bool) -> Result<(bool, String)> {
-    attest_at(image, port, "", measurements, emulator)
+    attest_at(image, port, "", measurements, emulator, &[])
 }
 
-/// [`attest`] at the attestation endpoint `path` (empty: the default server's).
+/// [`attest`] at the attestation endpoint `path` (empty: the default server's), with more
+/// arguments.
 fn attest_at(
     image: &Image,
     port: u16,
     path: &str,
     measurements: &Path,
     emulator: bool,
+    extra: &[&str],
 ) -> Result<(bool, String)> {
     let mut c = Command::new(&image.tool);
     c.arg("attest")
         .arg(format!("https://127.0.0.1:{port}{path}"))
         .arg("--measurements")
-        .arg(measurements);
+        .arg(measurements)
+        .args(extra);
     if emulator {
         c.arg("--insecure-emulator");
     }
