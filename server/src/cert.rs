@@ -106,18 +106,18 @@ fn cert_time(secs: i64) -> Vec<u8> {
 /// trusted and the certificate is bound to the attestation, not to a validity window), random
 /// 127-bit serial number.
 pub fn generate() -> Result<Generated> {
-    build(None)
+    build::<dyn Attester>(None)
 }
 
 /// [`generate`], with the attestation document `attester` gives for the key
 /// (`public_key` = its SubjectPublicKeyInfo, `user_data` =
 /// [`contract::cert_attestation::USER_DATA`], no nonce) in the certificate's
 /// [`contract::cert_attestation`] extension; notBefore is `now_unix` (the enclave's clock).
-pub fn generate_attested(attester: &dyn Attester, now_unix: i64) -> Result<Generated> {
+pub fn generate_attested<A: Attester + ?Sized>(attester: &A, now_unix: i64) -> Result<Generated> {
     build(Some((attester, now_unix)))
 }
 
-fn build(attested: Option<(&dyn Attester, i64)>) -> Result<Generated> {
+fn build<A: Attester + ?Sized>(attested: Option<(&A, i64)>) -> Result<Generated> {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
         .map_err(|_| Error::KeyGen("P-256 key generation failed"))?;
@@ -144,7 +144,7 @@ fn build(attested: Option<(&dyn Attester, i64)>) -> Result<Generated> {
         &cert_time(not_before),
         &tlv(contract::der::GENERALIZED_TIME, b"99991231235959Z"),
     ]);
-    let extensions = tlv(0xa3, &contract::der::tlv(0x30, &extensions.concat()));
+    let extensions = tlv(0xa3, &tlv(contract::der::SEQUENCE, &extensions.concat()));
     let tbs = seq(&[
         &tlv(0xa0, &integer(&[2])),
         &integer(&serial),

@@ -17,20 +17,6 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-/// An attester behind a reference, whatever its size (`dyn Attester` included).
-struct Forward<'a, A: ?Sized>(&'a A);
-
-impl<A: crate::nsm::Attester + ?Sized> crate::nsm::Attester for Forward<'_, A> {
-    fn attest(
-        &self,
-        user_data: &[u8],
-        nonce: &[u8],
-        public_key: &[u8],
-    ) -> std::result::Result<Vec<u8>, crate::nsm::AttestError> {
-        self.0.attest(user_data, nonce, public_key)
-    }
-}
-
 /// Where the certificate and key came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -81,7 +67,7 @@ impl Identity {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let g = cert::generate_attested(&Forward(attester), now)?;
+        let g = cert::generate_attested(attester, now)?;
         Ok(Identity {
             chain: vec![CertificateDer::from(g.cert_der.clone())],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(g.key_pkcs8.to_vec())),
