@@ -220,24 +220,7 @@ impl Handler for LocalAttestation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nsm::AttestError;
-    use std::sync::{Arc, Mutex};
-
-    /// (user_data, nonce, public_key) of each call.
-    type Calls = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>>>;
-
-    /// Records what it was asked for and answers with a fixed document.
-    struct FakeNsm(Calls);
-
-    impl Attester for FakeNsm {
-        fn attest(&self, u: &[u8], n: &[u8], k: &[u8]) -> Result<Vec<u8>, AttestError> {
-            self.0
-                .lock()
-                .unwrap()
-                .push((u.to_vec(), n.to_vec(), k.to_vec()));
-            Ok(b"\xd2\x84doc".to_vec())
-        }
-    }
+    use crate::nsm::fake::{Calls, FakeNsm};
 
     fn get(a: &Attestation, query: Option<&str>) -> Response {
         a.handle(&Request::new("GET", "/attestation", query, &[], b""))
@@ -246,7 +229,7 @@ mod tests {
     #[test]
     fn the_local_api_passes_the_applications_fields() {
         let calls = Calls::default();
-        let api = LocalAttestation::new(Some(Box::new(FakeNsm(Arc::clone(&calls)))));
+        let api = LocalAttestation::new(Some(Box::new(FakeNsm::new(&calls))));
         let get = |path: &str, q: Option<&str>| {
             Handler::handle(&api, &Request::new("GET", path, q, &[], b""))
         };
@@ -314,7 +297,7 @@ mod tests {
     fn the_document_is_bound_to_the_certificate() {
         let cert = crate::cert::generate().unwrap().cert_der;
         let calls = Calls::default();
-        let a = Attestation::new(Some(FakeNsm(Arc::clone(&calls))), &cert);
+        let a = Attestation::new(Some(FakeNsm::new(&calls)), &cert);
         let r = get(&a, Some("nonce=c0ffee"));
         assert_eq!(r.status, 200);
         assert_eq!(r.content_type, "application/cbor");
@@ -333,9 +316,9 @@ mod tests {
             get(&Attestation::new(none, &cert), Some("nonce=00")).status,
             503
         );
-        let plain = Attestation::new(Some(FakeNsm(Calls::default())), b"");
+        let plain = Attestation::new(Some(FakeNsm::new(&Calls::default())), b"");
         assert_eq!(get(&plain, Some("nonce=00")).status, 503);
-        let a = Attestation::new(Some(FakeNsm(Calls::default())), &cert);
+        let a = Attestation::new(Some(FakeNsm::new(&Calls::default())), &cert);
         assert_eq!(get(&a, Some("nonce=zz")).status, 400);
         let post = a.handle(&Request::new("POST", "/attestation", None, &[], b""));
         assert_eq!(post.status, 405);

@@ -202,37 +202,15 @@ mod tests {
         assert_ne!(g.cert_der, h.cert_der);
     }
 
-    /// One request to the NSM: user_data, nonce, public_key.
-    type Asked = (Vec<u8>, Vec<u8>, Vec<u8>);
-
-    /// Answers with a fixed document (or fails) and records what it was asked.
-    struct Recording(std::sync::Mutex<Vec<Asked>>, bool);
-
-    impl Attester for Recording {
-        fn attest(
-            &self,
-            user_data: &[u8],
-            nonce: &[u8],
-            public_key: &[u8],
-        ) -> std::result::Result<Vec<u8>, crate::nsm::AttestError> {
-            self.0
-                .lock()
-                .unwrap()
-                .push((user_data.to_vec(), nonce.to_vec(), public_key.to_vec()));
-            if self.1 {
-                Ok(b"the document".to_vec())
-            } else {
-                Err(crate::nsm::AttestError("InvalidArgument".into()))
-            }
-        }
-    }
+    use crate::nsm::fake::{Calls, FakeNsm, DOCUMENT};
 
     #[test]
     fn an_attested_certificate_carries_the_document_for_its_own_key() {
-        let nsm = Recording(std::sync::Mutex::new(Vec::new()), true);
+        let calls = Calls::default();
+        let nsm = FakeNsm::new(&calls);
         let now = 1_764_650_000; // 2025-12-02T04:33:20Z
         let g = generate_attested(&nsm, now).unwrap();
-        let calls = nsm.0.lock().unwrap().clone();
+        let calls = calls.lock().unwrap().clone();
         let spki = contract::der::spki(&g.cert_der).unwrap();
         assert_eq!(
             calls,
@@ -244,7 +222,7 @@ mod tests {
         );
         assert_eq!(
             contract::cert_attestation::document(&g.cert_der),
-            Ok(Some(&b"the document"[..]))
+            Ok(Some(DOCUMENT))
         );
         let cert = contract::der::certificate(&g.cert_der).unwrap();
         assert_eq!(cert.validity(), Ok((now, 253_402_300_799)));
@@ -263,7 +241,10 @@ mod tests {
 
     #[test]
     fn an_nsm_that_fails_stops_the_certificate() {
-        let nsm = Recording(std::sync::Mutex::new(Vec::new()), false);
+        let nsm = FakeNsm(
+            Calls::default(),
+            Some(crate::nsm::AttestError("InvalidArgument".into())),
+        );
         let e = generate_attested(&nsm, 0).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -75,3 +75,40 @@ impl Attester for Nsm {
         }
     }
 }
+
+/// The NSM of the crate's unit tests: records what it is asked, answers a fixed document or
+/// an error.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::{AttestError, Attester};
+    use std::sync::{Arc, Mutex};
+
+    /// The document it answers.
+    pub(crate) const DOCUMENT: &[u8] = b"\xd2\x84doc";
+
+    /// (user_data, nonce, public_key) of each call.
+    pub(crate) type Calls = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>>>;
+
+    /// Records into its calls; answers [`DOCUMENT`], or the error when it has one.
+    pub(crate) struct FakeNsm(pub(crate) Calls, pub(crate) Option<AttestError>);
+
+    impl FakeNsm {
+        /// Answering [`DOCUMENT`], recording into `calls`.
+        pub(crate) fn new(calls: &Calls) -> FakeNsm {
+            FakeNsm(Arc::clone(calls), None)
+        }
+    }
+
+    impl Attester for FakeNsm {
+        fn attest(&self, u: &[u8], n: &[u8], k: &[u8]) -> Result<Vec<u8>, AttestError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((u.to_vec(), n.to_vec(), k.to_vec()));
+            match &self.1 {
+                Some(e) => Err(e.clone()),
+                None => Ok(DOCUMENT.to_vec()),
+            }
+        }
+    }
+}

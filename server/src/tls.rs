@@ -451,34 +451,23 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    struct OneDocument;
-
-    impl crate::nsm::Attester for OneDocument {
-        fn attest(
-            &self,
-            _: &[u8],
-            _: &[u8],
-            _: &[u8],
-        ) -> std::result::Result<Vec<u8>, crate::nsm::AttestError> {
-            Ok(b"doc".to_vec())
-        }
-    }
-
     #[test]
     fn with_an_nsm_the_generated_certificate_carries_its_document() {
-        let with = Identity::generate_for(Some(&OneDocument)).unwrap();
+        use crate::nsm::fake::{Calls, FakeNsm, DOCUMENT};
+        let nsm = FakeNsm::new(&Calls::default());
+        let with = Identity::generate_for(Some(&nsm)).unwrap();
         assert_eq!(
             contract::cert_attestation::document(with.leaf_der()),
-            Ok(Some(&b"doc"[..]))
+            Ok(Some(DOCUMENT))
         );
         // Through a trait object too, as the server binary holds its NSM.
-        let boxed: Box<dyn crate::nsm::Attester> = Box::new(OneDocument);
+        let boxed: Box<dyn crate::nsm::Attester> = Box::new(nsm);
         let with = Identity::generate_for(Some(boxed.as_ref())).unwrap();
         assert!(matches!(
             contract::cert_attestation::document(with.leaf_der()),
             Ok(Some(_))
         ));
-        let without = Identity::generate_for(None::<&OneDocument>).unwrap();
+        let without = Identity::generate_for(None::<&FakeNsm>).unwrap();
         assert_eq!(
             contract::cert_attestation::document(without.leaf_der()),
             Ok(None)
