@@ -21,6 +21,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use server::http::head::{connection_lists, NOT_FORWARDED};
 use server::{Request, Response};
 
 use crate::attest::client::{self, Connected, Convention, Target};
@@ -32,23 +33,17 @@ pub const MAX_REQUEST_BODY: usize = 16 << 20;
 /// The most bytes of an enclave's response read (head and body).
 pub const MAX_RESPONSE: usize = 64 << 20;
 
-/// Headers never passed on, in either direction: hop-by-hop ones (RFC 9110 §7.6.1) and the
-/// ones the proxy writes itself.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-    "expect",
-    "date",
-];
+/// Headers the proxy writes itself, besides what no forwarder passes on
+/// ([`NOT_FORWARDED`]: hop-by-hop ones and the framing): never passed on, in either direction.
+const WRITTEN_HERE: &[&str] = &["host", "expect", "date"];
+
+/// Whether the header `name` is one the proxy never passes on, among `headers`.
+fn not_passed_on<'h>(name: &str, headers: impl IntoIterator<Item = (&'h str, &'h [u8])>) -> bool {
+    [NOT_FORWARDED, WRITTEN_HERE]
+        .iter()
+        .any(|list| list.iter().any(|n| name.eq_ignore_ascii_case(n)))
+        || connection_lists(headers, name)
+}
 
 /// The prefix of the headers that say what was verified.
 const PREFIX: &str = "x-enclave-";
@@ -319,10 +314,8 @@ impl Upstream {
         out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(self.config.target.authority().as_bytes());
         out.extend_from_slice(b"\r\n");
-        let listed = connection_tokens(req);
         for (name, value) in req.headers() {
-            let lower = name.to_ascii_lowercase();
-            if HOP_BY_HOP.contains(&lower.as_str()) || listed.contains(&lower) {
+            if not_passed_on(name, req.headers()) {
                 continue;
             }
             out.extend_from_slice(name.as_bytes());
@@ -363,38 +356,27 @@ fn is_open(sock: &std::net::TcpStream) -> bool {
     restored && matches!(waiting, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-/// The lower-case names a request's `Connection` header lists (hop-by-hop too).
-fn connection_tokens(req: &Request<'_>) -> Vec<String> {
-    req.headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(|&b| b == b','))
-        .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
-        .collect()
-}
-
 /// The client's response: the enclave's status, type, end-to-end headers and body, and the
 /// verified headers.
 fn to_client(r: server::client::Response, verified: &[(&'static str, String)]) -> Response {
-    let listed: Vec<String> = r
+    let passed: Vec<(String, String)> = r
         .headers
         .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .filter(|(name, _)| {
+            !(not_passed_on(
+                name,
+                r.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+            ) || name.eq_ignore_ascii_case("content-type")
+                || name.to_ascii_lowercase().starts_with(PREFIX))
+        })
+        .cloned()
         .collect();
     let content_type = r
         .header("content-type")
         .map(|t| Cow::Owned(t.to_owned()))
         .unwrap_or(Cow::Borrowed(""));
     let mut out = Response::new(r.status, content_type, r.body);
-    for (name, value) in r.headers {
-        let lower = name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str())
-            || lower == "content-type"
-            || lower.starts_with(PREFIX)
-            || listed.contains(&lower)
-        {
-            continue;
-        }
+    for (name, value) in passed {
         out = out.with_header(name, value);
     }
     for (name, value) in verified {

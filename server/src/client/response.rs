@@ -442,12 +442,10 @@ pub fn read_reusable<R: Read>(
         }
     };
     let framing = framing_of(&head, head_request)?;
-    let closes = head
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("close"));
+    let closes = crate::http::head::connection_lists(
+        head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        "close",
+    );
     let framed = !matches!(framing, Framing::UntilClose);
     let body = match framing {
         Framing::None => Vec::new(),

@@ -28,7 +28,9 @@ use crate::budget::Budget;
 use crate::config::Limits;
 use crate::conn::{Closed, Env, Interest, Next, Phase, Ready, Stream, Transport, LINGER};
 use crate::handler::{Request, Response};
-use crate::http::head::{list_items, parse_head, reject, Framing, HeadParse, Reject};
+use crate::http::head::{
+    connection_lists, list_items, parse_head, reject, Framing, HeadParse, Reject, NOT_FORWARDED,
+};
 use crate::http::{log_line, reason, write_response, Connection, OUT_HIGH_WATER};
 use crate::tls::{Received, ServerConfig};
 use std::io::{self, Read, Write};
@@ -48,21 +50,6 @@ const MAX_RESPONSE_HEADERS: usize = 100;
 const READS_PER_WAKEUP: usize = 4;
 /// The memory of a connection besides its buffers, rounded up.
 const BASE_BYTES: usize = 1024;
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the front writes itself: never copied
-/// from one side to the other.
-const NOT_FORWARDED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
 
 /// Client headers replaced by the front's own (a client must not choose what the application
 /// believes about where it came from).
@@ -1148,11 +1135,7 @@ fn header_is(name: &str, list: &[&str]) -> bool {
 
 /// Whether `name` is listed in a `Connection` header of `headers` (those are hop-by-hop too).
 fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| list_items(h.value))
-        .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    connection_lists(headers.iter().map(|h| (h.name, h.value)), name)
 }
 
 /// Writes the request head for the application: the same method and target, HTTP/1.1, the

@@ -96,6 +96,34 @@ pub fn trim_ows(v: &[u8]) -> &[u8] {
     v.get(start..end).unwrap_or_default()
 }
 
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and `Content-Length`: what a forwarder (the front, an
+/// HTTP proxy) never copies from one side to the other; it writes the framing itself.
+pub const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Whether `token` is listed in a `Connection` header among `headers` (name, value): a header
+/// so named is hop-by-hop too, and `close` ends the connection after this message.
+pub fn connection_lists<'h>(
+    headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    token: &str,
+) -> bool {
+    headers
+        .into_iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| list_items(value))
+        .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
 /// Comma-separated list elements, trimmed, empty ones skipped.
 pub(crate) fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',')
