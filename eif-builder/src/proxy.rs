@@ -97,11 +97,7 @@ fn client(mut stream: TcpStream, upstream: &Arc<Upstream>, limits: &Limits) {
         // Answer until nothing more can be: output room may have stopped a round early.
         loop {
             let before = input.len();
-            let date = contract::date::http_date(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            );
+            let date = contract::date::http_date(crate::time::now_unix());
             let mut ctx = Ctx {
                 limits,
                 handler,

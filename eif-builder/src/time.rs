@@ -44,6 +44,14 @@ fn format(secs: i64, nanos: u32) -> Result<String> {
     ))
 }
 
+/// Seconds since the Unix epoch by this machine's clock (0 before 1970): the verification time
+/// of `attest`, `verify` and `proxy`.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The `to_rfc3339()` text of `secs` seconds after the Unix epoch, e.g. 0 →
 /// `1970-01-01T00:00:00+00:00`.
 pub fn rfc3339_from_unix(secs: u64) -> Result<String> {

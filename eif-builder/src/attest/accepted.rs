@@ -61,16 +61,6 @@ impl AcceptedImages {
         &self.sets[0].1
     }
 
-    /// How many images are accepted.
-    pub fn len(&self) -> usize {
-        self.sets.len()
-    }
-
-    /// Never true (kept for the convention that `len` has a partner).
-    pub fn is_empty(&self) -> bool {
-        self.sets.is_empty()
-    }
-
     /// The names, comma-separated, for a reason that lists them.
     pub fn names(&self) -> String {
         self.sets

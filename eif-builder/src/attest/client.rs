@@ -185,9 +185,9 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// A fresh random nonce of [`NONCE_BYTES`] bytes.
-pub fn fresh_nonce() -> Result<Vec<u8>> {
-    let mut nonce = vec![0u8; NONCE_BYTES];
+/// A fresh random nonce of `len` bytes.
+pub fn fresh_nonce(len: usize) -> Result<Vec<u8>> {
+    let mut nonce = vec![0u8; len];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| {
         Error::io(
             "cannot draw a random nonce",
@@ -308,12 +308,12 @@ impl Convention {
         }
     }
 
-    /// Bytes of nonce sent.
-    pub fn nonce_len(self) -> usize {
-        match self {
+    /// A fresh nonce of the length the convention sends.
+    pub fn fresh_nonce(self) -> Result<Vec<u8>> {
+        fresh_nonce(match self {
             Convention::EnclaveHttps => NONCE_BYTES,
             Convention::Nitriding => NITRIDING_NONCE_BYTES,
-        }
+        })
     }
 }
 
@@ -323,6 +323,17 @@ pub const NITRIDING_PATH: &str = "/enclave/attestation";
 pub const NITRIDING_NONCE_BYTES: usize = 20;
 
 impl Connected {
+    /// The attestation document the certificate carries ([`contract::cert_attestation`]), if
+    /// any; an extension that is there but malformed is an error naming the server.
+    pub fn carried_document(&self) -> Result<Option<&[u8]>> {
+        contract::cert_attestation::document(&self.certificate).map_err(|e| {
+            Error::malformed(
+                format!("the TLS certificate of {}", self.place),
+                e.to_string(),
+            )
+        })
+    }
+
     /// Asks for `PATH?nonce=HEX` on this connection and returns the document (decoded from
     /// base64 under nitriding's convention). With `close`, the request says `Connection:
     /// close`; otherwise the connection stays open for more requests, and the returned flag
@@ -441,7 +452,10 @@ mod tests {
 
     #[test]
     fn nonces_are_fresh() {
-        let (a, b) = (fresh_nonce().unwrap(), fresh_nonce().unwrap());
+        let (a, b) = (
+            fresh_nonce(NONCE_BYTES).unwrap(),
+            fresh_nonce(NONCE_BYTES).unwrap(),
+        );
         assert_eq!(a.len(), NONCE_BYTES);
         assert_ne!(a, b);
     }

@@ -163,19 +163,13 @@ fn verified_headers(
 fn policy<'a>(c: &'a ProxyConfig, binding: Bound<'a>, nonce: Option<&'a [u8]>) -> Policy<'a> {
     Policy {
         root_der: &c.root_der,
-        at_unix_secs: now_unix_secs(),
+        at_unix_secs: crate::time::now_unix(),
         expected: c.accepted.first(),
         nonce,
         binding,
         allow_debug: c.allow_debug,
         insecure_emulator: c.insecure_emulator,
     }
-}
-
-fn now_unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Upstream {
@@ -199,16 +193,10 @@ impl Upstream {
         let carried = match c.convention {
             // A maximum age of 0: never the certificate's document, always a nonce.
             _ if c.max_age_secs == Some(0) => None,
-            Convention::EnclaveHttps => {
-                contract::cert_attestation::document(&connected.certificate)
-                    .map_err(|e| {
-                        Refusal::Unreachable(crate::Error::malformed(
-                            format!("the TLS certificate of {}", c.target.authority()),
-                            e.to_string(),
-                        ))
-                    })?
-                    .map(<[u8]>::to_vec)
-            }
+            Convention::EnclaveHttps => connected
+                .carried_document()
+                .map_err(Refusal::Unreachable)?
+                .map(<[u8]>::to_vec),
             Convention::Nitriding => None,
         };
         if let Some(document) = carried {
@@ -230,8 +218,7 @@ impl Upstream {
                 }
             }
         }
-        let mut nonce = client::fresh_nonce().map_err(Refusal::Unreachable)?;
-        nonce.truncate(c.convention.nonce_len());
+        let nonce = c.convention.fresh_nonce().map_err(Refusal::Unreachable)?;
         let (document, reusable) = connected
             .request_document(&c.target, c.convention, &nonce, false)
             .map_err(Refusal::Unreachable)?;

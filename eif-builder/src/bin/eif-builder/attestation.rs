@@ -192,12 +192,6 @@ pub(crate) fn load_policy(args: &PolicyArgs) -> Result<(Vec<u8>, AcceptedImages)
     Ok((root, accepted))
 }
 
-pub(crate) fn now_unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// PCRs as `{"PCR0": hex, "PCR1": …}` in index order.
 pub(crate) struct PcrsOut<'a>(&'a BTreeMap<u8, Vec<u8>>);
 
@@ -353,7 +347,7 @@ pub(crate) fn verify(args: VerifyArgs) -> Result<Verdict> {
                 detail: "is before 1970".to_string(),
             })?
         }
-        None => now_unix_secs(),
+        None => time::now_unix(),
     };
     let document = read_bounded(&args.attestation, attest::MAX_DOCUMENT)?;
     let policy = Policy {
@@ -382,11 +376,8 @@ pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
     let (document, certificate, nonce) = if args.from_certificate {
         let connected = attest::client::connect(&target, timeout)?;
-        let document = contract::cert_attestation::document(&connected.certificate)
-            .map_err(|e| Error::Malformed {
-                what: format!("the TLS certificate of {}", target.authority()),
-                detail: e.to_string(),
-            })?
+        let document = connected
+            .carried_document()?
             .ok_or_else(|| Error::Invalid {
                 what: format!("the TLS certificate of {}", target.authority()),
                 detail: format!(
@@ -397,12 +388,11 @@ pub(crate) fn attest(args: AttestArgs) -> Result<Verdict> {
             .to_vec();
         (document, connected.certificate, None)
     } else {
-        let mut nonce = attest::client::fresh_nonce()?;
-        nonce.truncate(args.convention.nonce_len());
+        let nonce = args.convention.fresh_nonce()?;
         let fetched = attest::client::fetch(&target, args.convention, &nonce, timeout)?;
         (fetched.document, fetched.certificate, Some(nonce))
     };
-    let at = now_unix_secs();
+    let at = time::now_unix();
     let binding = match (args.from_certificate, args.convention) {
         (true, _) => Bound::InCertificate {
             certificate: &certificate,
