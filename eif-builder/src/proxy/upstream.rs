@@ -376,13 +376,14 @@ impl server::Handler for Upstream {
     fn handle(&self, req: &Request<'_>) -> Response {
         let bytes = self.request_bytes(req);
         let retriable = req.body().is_empty() && matches!(req.method(), "GET" | "HEAD" | "OPTIONS");
-        let mut attempts = 0;
+        // A pooled connection first; the second try, if any, on a fresh one.
+        let mut pooled = self.take();
         loop {
-            attempts += 1;
-            let (mut a, pooled) = match self.take() {
-                Some(a) => (a, true),
+            let from_pool = pooled.is_some();
+            let mut a = match pooled.take() {
+                Some(a) => a,
                 None => match self.open() {
-                    Ok(a) => (a, false),
+                    Ok(a) => a,
                     Err(refusal) => {
                         eprintln!("eif-builder proxy: {refusal}");
                         return refusal.response();
@@ -397,15 +398,10 @@ impl server::Handler for Upstream {
                     }
                     return to_client(response, &verified);
                 }
-                Err(_) if pooled && retriable && attempts < 2 => continue,
-                Err(e) if pooled && attempts < 2 => {
-                    // A pooled connection the enclave closed meanwhile: the request with a
-                    // body may have arrived, so it is not sent twice.
-                    return Response::json_error(
-                        502,
-                        &format!("the enclave's connection failed: {e}"),
-                    );
-                }
+                // A pooled connection can still die between the peek and the request: one
+                // without a body is sent once more; one with a body may have arrived, so it is
+                // not sent twice.
+                Err(_) if from_pool && retriable => continue,
                 Err(e) => {
                     return Response::json_error(
                         502,
