@@ -6,7 +6,7 @@
 //! apart with a 502 and sends nothing upstream; and the `--pinnedpubkey` line `attest --pin`
 //! prints works with curl, then fails (curl's exit 90) once the enclave restarted with a new key.
 
-use super::{boot_detached, other_build_measurements, outcome, Outcome};
+use super::{attest_at, boot_detached, other_build_measurements, outcome, Outcome};
 use crate::cmd::{capture, err, Context, Error, Result};
 use crate::eif::{json_string, Image};
 use crate::enclave;
@@ -117,25 +117,10 @@ fn requests(dir: &Path) -> usize {
 /// `attest --from-certificate`: verified, and no request reached the server.
 fn from_certificate(image: &Image, dir: &Path, port: u16) -> Result {
     let before = requests(dir);
-    let out = capture(
-        Command::new(&image.tool)
-            .arg("attest")
-            .arg(format!("https://127.0.0.1:{port}"))
-            .args([
-                "--from-certificate",
-                "--insecure-emulator",
-                "--max-age",
-                "1h",
-            ])
-            .arg("--measurements")
-            .arg(&image.measurements),
-    )?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() || !text.contains("\"verified\": true") {
-        return err(format!(
-            "attest --from-certificate: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    let extra = ["--from-certificate", "--max-age", "1h"];
+    let (verified, text) = attest_at(image, port, "", &image.measurements, true, &extra)?;
+    if !verified || !text.contains("\"verified\": true") {
+        return err(format!("attest --from-certificate: {text}"));
     }
     if !text.contains("enclave-https certificate attestation v1") {
         return err(format!(
@@ -241,20 +226,13 @@ pub fn clients(image: &Image) -> Vec<Outcome> {
         ));
         let pinned = (|| -> Result<String> {
             let pem = dir.join("enclave.pem");
-            let out = capture(
-                Command::new(&image.tool)
-                    .arg("attest")
-                    .arg(format!("https://127.0.0.1:{port}"))
-                    .args(["--insecure-emulator", "--pin"])
-                    .arg(&pem)
-                    .arg("--measurements")
-                    .arg(&image.measurements),
-            )?;
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            let line = stderr
+            let pem = pem.to_string_lossy();
+            let (_, text) =
+                attest_at(image, port, "", &image.measurements, true, &["--pin", &pem])?;
+            let line = text
                 .lines()
                 .find(|l| l.starts_with("curl "))
-                .ok_or_else(|| Error(format!("attest --pin printed no curl line: {stderr}")))?
+                .ok_or_else(|| Error(format!("attest --pin printed no curl line: {text}")))?
                 .to_owned();
             match pinned_curl(&line, port, port)? {
                 0 => Ok(line),
